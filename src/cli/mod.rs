@@ -1,0 +1,119 @@
+//! Global options, the subcommand list, and how errors map to exit codes.
+
+mod demo;
+mod events;
+mod record;
+mod repair;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use logbook::journal::{JournalConfig, JournalError};
+
+/// Logbook: an audit-grade, hash-chained event journal for long-running operations.
+#[derive(Debug, Parser)]
+#[command(name = "logbook", version, about)]
+pub struct Cli {
+    /// Data directory (the journal lives in DIR/journal).
+    #[arg(
+        long,
+        global = true,
+        default_value = "./logbook-data",
+        env = "LOGBOOK_DATA"
+    )]
+    pub data: PathBuf,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Roll the active segment into a sealed one once it holds this many bytes.
+    #[arg(long, global = true, default_value_t = 32 << 20, value_name = "N")]
+    pub segment_bytes: u64,
+    /// Roll the active segment once it is this many seconds old (and holds a record).
+    #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
+    pub segment_age: f64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate an EKS blue/green upgrade through the journal (the main job; no AWS needed).
+    Demo(demo::Args),
+    /// Append NDJSON events from stdin (one JSON object per line) to the journal.
+    Record(record::Args),
+    /// Print events with their envelope (offset, ts, schema_version) as NDJSON.
+    Events(events::Args),
+    /// Check every frame, block, footer and the hash chain; name the first bad offset.
+    Verify,
+    /// Open the journal cutting damaged committed records (kept in quarantine, and recorded).
+    Repair,
+}
+
+/// Errors that mean "bad usage or input" (exit 2) rather than "failure found" (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+impl Cli {
+    /// The journal directory.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.data.join("journal")
+    }
+
+    /// Journal configuration from the global flags.
+    pub fn journal_config(&self) -> anyhow::Result<JournalConfig> {
+        if !(self.segment_age.is_finite() && self.segment_age > 0.0) {
+            return Err(BadInput(format!(
+                "--segment-age must be positive, got {}",
+                self.segment_age
+            ))
+            .into());
+        }
+        let config = JournalConfig {
+            segment_bytes: self.segment_bytes,
+            segment_age: Duration::from_secs_f64(self.segment_age),
+            ..JournalConfig::default()
+        };
+        config.validate().map_err(|e| BadInput(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// Fails with a usage error if there is no journal to read.
+    pub fn existing_journal_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.journal_dir();
+        if !dir.is_dir() {
+            return Err(BadInput(format!(
+                "no journal at {} (use --data DIR to point at a data directory)",
+                dir.display()
+            ))
+            .into());
+        }
+        Ok(dir)
+    }
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo(args) => demo::run(&cli, args),
+        Command::Record(args) => record::run(&cli, args),
+        Command::Events(args) => events::run(&cli, args),
+        Command::Verify => verify::run(&cli),
+        Command::Repair => repair::run(&cli),
+    }
+}
+
+/// The exit code for an error that ended a command.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<BadInput>().is_some() {
+        return 2;
+    }
+    match error.downcast_ref::<JournalError>() {
+        Some(JournalError::OffsetBeyondEnd { .. } | JournalError::Config(_)) => 2,
+        _ => 1,
+    }
+}

@@ -1,0 +1,422 @@
+//! Readers: iterate committed records from any offset or time, across sealed and unsealed
+//! segments, and wait for new ones.
+//!
+//! Invariants: a reader never returns a record at or beyond the `visible` watermark (so never an
+//! uncommitted one); it returns offsets strictly in sequence, each once, whatever seals or rolls
+//! happen meanwhile; every record it returns was verified: in a sealed segment, its whole block
+//! (hash prefixes, count, end hash); in an unsealed one, the frame checksum and the chain link
+//! from the previous record (index points carry the previous hash). A damaged record ends the
+//! read with [`JournalError::Damaged`]; it is never skipped.
+//! Reading from offset N in a sealed segment decompresses only the block holding N.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::catalog::{FooterCell, SegmentState};
+use super::error::{Damage, DamageKind, JournalError, Result};
+use super::record::{Record, chain_hash, decode_frame};
+use super::recovery::read_footer;
+use super::segment::{Footer, decode_block, decompress_block};
+use super::writer::Shared;
+
+/// Where a reader starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first record.
+    Earliest,
+    /// After the last committed record: only new records.
+    Latest,
+    /// At this offset (may equal the next offset to be written).
+    Offset(u64),
+    /// At the first record whose timestamp (µs since epoch) is at or after this.
+    Time(i64),
+}
+
+/// Bytes read from an unsealed segment per read call.
+const RAW_READ_BYTES: usize = 256 << 10;
+
+/// Reads records in offset order; see the module docs.
+#[derive(Debug)]
+pub struct Reader {
+    shared: Arc<Shared>,
+    next: u64,
+    block: VecDeque<Record>,
+    sealed_file: Option<(u64, File)>,
+    raw: Option<RawCursor>,
+}
+
+#[derive(Debug)]
+struct RawCursor {
+    first: u64,
+    path: PathBuf,
+    file: File,
+    /// File position of `buf[0]`.
+    buf_pos: u64,
+    buf: Vec<u8>,
+    /// Index into `buf` of the next frame.
+    at: usize,
+    /// Offset of the next frame.
+    next: u64,
+    prev_hash: [u8; 32],
+}
+
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>, start: StartAt) -> Result<Reader> {
+        let end = shared.visible.get();
+        let next = match start {
+            StartAt::Earliest => 0,
+            StartAt::Latest => end,
+            StartAt::Offset(offset) if offset <= end => offset,
+            StartAt::Offset(offset) => {
+                return Err(JournalError::OffsetBeyondEnd { offset, next: end });
+            }
+            StartAt::Time(_) => 0,
+        };
+        let mut reader = Reader {
+            shared,
+            next,
+            block: VecDeque::new(),
+            sealed_file: None,
+            raw: None,
+        };
+        if let StartAt::Time(ts) = start {
+            reader.next = reader.seek_time(ts)?;
+        }
+        Ok(reader)
+    }
+
+    /// The offset the next record returned will have.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The next committed record, or `None` if the reader has caught up.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "fallible, and waits are separate"
+    )]
+    pub fn next(&mut self) -> Result<Option<Record>> {
+        if self.next >= self.shared.visible.get() {
+            return Ok(None);
+        }
+        for _attempt in 0..8 {
+            if let Some(record) = self.from_buffers()? {
+                self.next += 1;
+                return Ok(Some(record));
+            }
+            self.reposition()?;
+        }
+        // Each reposition either fills a buffer or finds the segment moved (sealed) under us;
+        // eight in a row without progress means the catalog is inconsistent.
+        Err(self.damage(
+            self.next,
+            PathBuf::from("(catalog)"),
+            DamageKind::Frame("committed record not found in any segment".into()),
+        ))
+    }
+
+    /// Waits up to `deadline` for the next record; `Ok(None)` on timeout.
+    pub fn next_blocking(&mut self, deadline: Option<Instant>) -> Result<Option<Record>> {
+        loop {
+            if let Some(record) = self.next()? {
+                return Ok(Some(record));
+            }
+            if !self.shared.visible.wait(self.next + 1, deadline) {
+                if self.shared.visible.is_closed() && self.shared.visible.get() <= self.next {
+                    return Err(self.shared.stopped_error());
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Waits (asynchronously) for the next record. Errors once the journal is closed and every
+    /// committed record has been read.
+    pub async fn next_async(&mut self) -> Result<Record> {
+        loop {
+            if let Some(record) = self.next()? {
+                return Ok(record);
+            }
+            if !self.shared.visible.wait_async(self.next + 1).await
+                && self.shared.visible.get() <= self.next
+            {
+                return Err(self.shared.stopped_error());
+            }
+        }
+    }
+
+    fn damage(&self, offset: u64, segment: PathBuf, kind: DamageKind) -> JournalError {
+        JournalError::Damaged(Damage {
+            offset,
+            segment,
+            kind,
+        })
+    }
+
+    fn from_buffers(&mut self) -> Result<Option<Record>> {
+        while self.block.front().is_some_and(|r| r.offset < self.next) {
+            self.block.pop_front();
+        }
+        if let Some(record) = self.block.front().filter(|r| r.offset == self.next) {
+            let record = record.clone();
+            self.block.pop_front();
+            return Ok(Some(record));
+        }
+        self.block.clear();
+        let limit = self.shared.config.max_record_bytes;
+        let Some(cursor) = self.raw.as_mut().filter(|c| c.next == self.next) else {
+            self.raw = None;
+            return Ok(None);
+        };
+        let committed = {
+            let catalog = self.shared.catalog();
+            catalog.raw_bytes(cursor.first)
+        };
+        // A segment that was sealed meanwhile is complete: its file (still open) is final.
+        let committed = match committed {
+            Some(bytes) => bytes,
+            None => cursor
+                .file
+                .metadata()
+                .map_err(|e| JournalError::io(&cursor.path, e))?
+                .len(),
+        };
+        match cursor.read_frame(committed, limit)? {
+            Some(record) => Ok(Some(record)),
+            None => {
+                self.raw = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Points the buffers at the segment holding `self.next`.
+    fn reposition(&mut self) -> Result<()> {
+        let entry = {
+            let catalog = self.shared.catalog();
+            catalog.locate(self.next).cloned()
+        };
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        match entry.state {
+            SegmentState::Sealed { footer, .. } => {
+                self.load_block(entry.first, &entry.path, &footer)
+            }
+            SegmentState::Raw { index, .. } => {
+                let i = index.partition_point(|p| p.offset <= self.next);
+                let Some(point) = i.checked_sub(1).and_then(|i| index.get(i)) else {
+                    return Ok(());
+                };
+                let file = match File::open(&entry.path) {
+                    Ok(file) => file,
+                    // Sealed and removed since we looked: the next reposition finds the twin.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(JournalError::io(&entry.path, e)),
+                };
+                self.raw = Some(RawCursor {
+                    first: entry.first,
+                    path: entry.path,
+                    file,
+                    buf_pos: point.pos,
+                    buf: Vec::new(),
+                    at: 0,
+                    next: point.offset,
+                    prev_hash: point.prev_hash,
+                });
+                // Skip forward to `self.next` within the segment.
+                let limit = self.shared.config.max_record_bytes;
+                while let Some(cursor) = self.raw.as_mut().filter(|c| c.next < self.next) {
+                    let committed = self.shared.catalog().raw_bytes(cursor.first);
+                    let committed = match committed {
+                        Some(c) => c,
+                        None => cursor
+                            .file
+                            .metadata()
+                            .map_err(|e| JournalError::io(&cursor.path, e))?
+                            .len(),
+                    };
+                    if cursor.read_frame(committed, limit)?.is_none() {
+                        self.raw = None;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn footer(&self, path: &PathBuf, cell: &FooterCell) -> Result<Arc<Footer>> {
+        if let Some(footer) = cell.get() {
+            return Ok(footer.clone());
+        }
+        let footer = Arc::new(read_footer(path)?);
+        let _ = cell.set(footer.clone());
+        Ok(footer)
+    }
+
+    fn load_block(&mut self, first: u64, path: &PathBuf, cell: &FooterCell) -> Result<()> {
+        let footer = self.footer(path, cell)?;
+        let Some(i) = footer.block_for_offset(self.next) else {
+            return Err(self.damage(
+                self.next,
+                path.clone(),
+                DamageKind::Footer("offset missing from the block index".into()),
+            ));
+        };
+        self.fill_block(first, path, &footer, i)
+    }
+
+    fn fill_block(&mut self, first: u64, path: &PathBuf, footer: &Footer, i: usize) -> Result<()> {
+        let Some(entry) = footer.blocks.get(i) else {
+            return Ok(());
+        };
+        if self.sealed_file.as_ref().is_none_or(|(f, _)| *f != first) {
+            let file = File::open(path).map_err(|e| JournalError::io(path, e))?;
+            self.sealed_file = Some((first, file));
+        }
+        let mut compressed = vec![0u8; entry.compressed_len as usize];
+        if let Some((_, file)) = &self.sealed_file {
+            file.read_exact_at(&mut compressed, entry.file_pos)
+                .map_err(|e| JournalError::io(path, e))?;
+        }
+        let raw = decompress_block(&compressed, entry)
+            .map_err(|kind| self.damage(entry.first_offset, path.clone(), kind))?;
+        let records = decode_block(&raw, entry, &footer.prev_hash_of_block(i))
+            .map_err(|(offset, kind)| self.damage(offset, path.clone(), kind))?;
+        self.block = records.into();
+        Ok(())
+    }
+
+    /// Offset of the first committed record with `ts_us >= ts` (the end if none).
+    fn seek_time(&mut self, ts: i64) -> Result<u64> {
+        let end = self.shared.visible.get();
+        let segments = self.shared.catalog().segments.clone();
+        // Sealed segments: binary search on their footers' last timestamps (loads O(log n)).
+        let sealed: Vec<_> = segments
+            .iter()
+            .filter_map(|s| match &s.state {
+                SegmentState::Sealed { footer, .. } => Some((s.first, &s.path, footer)),
+                SegmentState::Raw { .. } => None,
+            })
+            .collect();
+        let (mut lo, mut hi) = (0usize, sealed.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let Some((_, path, cell)) = sealed.get(mid) else {
+                break;
+            };
+            if self.footer(path, cell)?.last_ts < ts {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if let Some((first, path, cell)) = sealed.get(lo) {
+            let footer = self.footer(path, cell)?;
+            if let Some(i) = footer.block_for_time(ts) {
+                self.fill_block(*first, path, &footer, i)?;
+                let found = self.block.iter().find(|r| r.ts_us >= ts).map(|r| r.offset);
+                self.block.clear();
+                if let Some(offset) = found {
+                    return Ok(offset);
+                }
+            }
+        }
+        // Unsealed segments: scan forward from the first of them.
+        let first_raw = segments.iter().find_map(|s| match s.state {
+            SegmentState::Raw { .. } => Some(s.first),
+            SegmentState::Sealed { .. } => None,
+        });
+        let Some(first_raw) = first_raw else {
+            return Ok(end);
+        };
+        self.next = first_raw;
+        while let Some(record) = self.next()? {
+            if record.ts_us >= ts {
+                self.raw = None;
+                self.block.clear();
+                return Ok(record.offset);
+            }
+        }
+        Ok(self.next)
+    }
+}
+
+impl RawCursor {
+    /// Decodes the next frame if it lies within the committed `committed` bytes.
+    fn read_frame(&mut self, committed: u64, limit: usize) -> Result<Option<Record>> {
+        loop {
+            let rest = self.buf.get(self.at..).unwrap_or(&[]);
+            match decode_frame(rest, limit) {
+                Ok((frame, used)) => {
+                    let damage = |kind| {
+                        JournalError::Damaged(Damage {
+                            offset: self.next,
+                            segment: self.path.clone(),
+                            kind,
+                        })
+                    };
+                    if frame.offset != self.next {
+                        return Err(damage(DamageKind::OffsetSequence {
+                            expected: self.next,
+                            found: frame.offset,
+                        }));
+                    }
+                    let expect = chain_hash(
+                        &self.prev_hash,
+                        frame.offset,
+                        frame.ts_us,
+                        frame.schema_version,
+                        frame.payload,
+                    );
+                    if expect != frame.hash {
+                        return Err(damage(DamageKind::ChainBroken));
+                    }
+                    let record = frame.to_record();
+                    self.prev_hash = frame.hash;
+                    self.at += used;
+                    self.next += 1;
+                    return Ok(Some(record));
+                }
+                Err(super::record::FrameError::Incomplete) => {
+                    let consumed = self.buf_pos + self.at as u64;
+                    if consumed >= committed {
+                        return Ok(None);
+                    }
+                    // Keep the unread tail and read more, never past the committed end.
+                    self.buf.drain(..self.at);
+                    self.buf_pos = consumed;
+                    self.at = 0;
+                    let have = self.buf.len() as u64;
+                    let want = (committed - consumed - have).min(RAW_READ_BYTES.max(limit) as u64);
+                    if want == 0 {
+                        return Err(JournalError::Damaged(Damage {
+                            offset: self.next,
+                            segment: self.path.clone(),
+                            kind: DamageKind::Frame("frame runs past the committed end".into()),
+                        }));
+                    }
+                    let old = self.buf.len();
+                    self.buf.resize(old + want as usize, 0);
+                    let target = self.buf.get_mut(old..).unwrap_or(&mut []);
+                    self.file
+                        .read_exact_at(target, consumed + have)
+                        .map_err(|e| JournalError::io(&self.path, e))?;
+                }
+                Err(e) => {
+                    return Err(JournalError::Damaged(Damage {
+                        offset: self.next,
+                        segment: self.path.clone(),
+                        kind: e.damage(),
+                    }));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Opening a journal directory: find the segments, recover the active tail, and tell a torn
+//! tail from damage to committed records.
+//!
+//! Open cost is independent of the number of sealed segments: it lists the directory (names
+//! carry offsets), reads the footer of the newest sealed segment only (for the chain head and
+//! last timestamp), and scans the unsealed segments (at most a few, each bounded by
+//! `segment_bytes`), checking frame lengths, checksums and dense offsets. The chain itself is
+//! checked by `verify`, by readers and by the sealer.
+//!
+//! Torn tail or damage? Scanning the last unsealed segment stops at the first frame that fails.
+//! - If no valid frame (checksum passes, offset beyond the last good one) exists anywhere after
+//!   that point, the bytes from there to the end are a *torn tail*: a write that was cut short
+//!   by a crash. Under `sync` such a write was never acknowledged, because the acknowledgement
+//!   waits for the fdatasync that would have made the whole write durable. Open cuts it (the
+//!   bytes are moved to `quarantine/`, never destroyed) and logs a warning with the byte count.
+//! - If a valid frame exists after it, committed records were damaged in place (bit rot, an
+//!   edit, a deleted or reordered record). This is never cut silently: open fails with
+//!   [`JournalError::Damaged`] naming the first bad offset, and the writer refuses to append.
+//!   `JournalConfig::repair` cuts from the damage (bytes quarantined) and the journal records a
+//!   `journal.repaired` event saying what was cut.
+//! - Any failed frame in an unsealed segment that is not the last one is damage: segments are
+//!   fsynced before they roll, so they cannot have torn tails.
+//!
+//! The rule errs on the side of refusing: a torn write whose pages reached the disk out of order
+//! could in principle leave a valid frame after a hole; it is then reported as damage and needs
+//! an explicit repair, which is safe (nothing in it was acknowledged) and recorded.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use super::catalog::{Catalog, IndexPoint, SegmentEntry, SegmentState};
+use super::config::JournalConfig;
+use super::error::{Damage, DamageKind, JournalError, Result};
+use super::names::{self, SegmentName};
+use super::record::{FRAME_OVERHEAD_BYTES, GENESIS_HASH, decode_frame, peek_offset};
+use super::sealer::SealJob;
+use super::segment::{Footer, TRAILER_BYTES, decode_trailer};
+use super::writer::sync_dir;
+
+/// How the directory is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As the single writer: may cut a torn tail, delete leftovers, seal.
+    Write,
+    /// As a reader beside (or without) a writer: changes nothing on disk.
+    ReadOnly,
+}
+
+/// What opening found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes of torn tail found after the last whole record (cut in write mode).
+    pub torn_tail_bytes: u64,
+    /// Damage cut by an explicit repair.
+    pub repaired: Option<Damage>,
+    /// Bytes cut by the repair.
+    pub repaired_bytes: u64,
+    /// Where cut bytes were kept.
+    pub quarantine: Option<PathBuf>,
+    /// Sealed segments found.
+    pub sealed_segments: usize,
+    /// Unsealed segments found (the active one included).
+    pub unsealed_segments: usize,
+}
+
+/// The state recovered from disk.
+#[derive(Debug)]
+pub struct Recovered {
+    pub catalog: Catalog,
+    pub next_offset: u64,
+    pub last_ts: i64,
+    pub chain: [u8; 32],
+    /// The last unsealed segment (first offset, prev hash, bytes, records) if one exists.
+    pub active: Option<ActiveTail>,
+    pub seal_jobs: Vec<SealJob>,
+    pub report: RecoveryReport,
+}
+
+/// The last unsealed segment found on disk.
+#[derive(Debug, Clone)]
+pub struct ActiveTail {
+    pub first: u64,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub prev_hash: [u8; 32],
+    pub records: u64,
+}
+
+/// Result of scanning an unsealed segment.
+#[derive(Debug)]
+pub struct Scan {
+    /// End of the last good frame.
+    pub end: usize,
+    /// Offset after the last good frame.
+    pub next: u64,
+    /// Stored hash of the last good frame (or the incoming prev hash).
+    pub last_hash: [u8; 32],
+    /// Timestamp of the last good frame.
+    pub last_ts: Option<i64>,
+    /// Sparse index of the good frames.
+    pub index: Vec<IndexPoint>,
+    /// The first failure, if any.
+    pub problem: Option<Problem>,
+}
+
+/// A failure found while scanning.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// Byte position of the failed frame.
+    pub pos: usize,
+    /// The first offset that could not be read.
+    pub offset: u64,
+    /// What failed.
+    pub kind: DamageKind,
+    /// Whether a valid frame exists after the failure (so it is damage, not a torn tail).
+    pub valid_after: bool,
+}
+
+/// Scans the frames of an unsealed segment starting at `first` (see the module docs).
+pub fn scan_raw(
+    bytes: &[u8],
+    first: u64,
+    prev_hash: [u8; 32],
+    max_payload: usize,
+    index_interval: u64,
+) -> Scan {
+    let mut scan = Scan {
+        end: 0,
+        next: first,
+        last_hash: prev_hash,
+        last_ts: None,
+        index: Vec::new(),
+        problem: None,
+    };
+    while let Some(rest) = bytes.get(scan.end..).filter(|r| !r.is_empty()) {
+        let kind = match decode_frame(rest, max_payload) {
+            Ok((frame, _)) if frame.offset != scan.next => DamageKind::OffsetSequence {
+                expected: scan.next,
+                found: frame.offset,
+            },
+            Ok((frame, _)) if scan.last_ts.is_some_and(|t| frame.ts_us < t) => {
+                DamageKind::TimeOrder
+            }
+            Ok((frame, used)) => {
+                if (scan.next - first) % index_interval == 0 {
+                    scan.index.push(IndexPoint {
+                        offset: frame.offset,
+                        pos: scan.end as u64,
+                        prev_hash: scan.last_hash,
+                    });
+                }
+                scan.last_hash = frame.hash;
+                scan.last_ts = Some(frame.ts_us);
+                scan.next += 1;
+                scan.end += used;
+                continue;
+            }
+            Err(e) => e.damage(),
+        };
+        scan.problem = Some(Problem {
+            pos: scan.end,
+            offset: scan.next,
+            kind,
+            valid_after: valid_frame_after(bytes, scan.end, scan.next, max_payload),
+        });
+        break;
+    }
+    scan
+}
+
+/// Whether any position at or after `from` holds a frame that decodes with an offset at or
+/// beyond `next` (and plausibly close to it). Cheap filters run before the checksum.
+fn valid_frame_after(bytes: &[u8], from: usize, next: u64, max_payload: usize) -> bool {
+    let plausible = (bytes.len() / FRAME_OVERHEAD_BYTES) as u64 + 1;
+    (from..bytes.len()).any(|pos| {
+        let rest = bytes.get(pos..).unwrap_or(&[]);
+        peek_offset(rest).is_some_and(|o| o >= next && o - next <= plausible)
+            && decode_frame(rest, max_payload).is_ok()
+    })
+}
+
+/// Reads the footer of a sealed segment file (trailer, then footer), checking it.
+pub fn read_footer(path: &Path) -> Result<Footer> {
+    use std::os::unix::fs::FileExt;
+    let damage = |kind| {
+        JournalError::Damaged(Damage {
+            offset: names_first(path),
+            segment: path.to_path_buf(),
+            kind,
+        })
+    };
+    let file = std::fs::File::open(path).map_err(|e| JournalError::io(path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| JournalError::io(path, e))?
+        .len();
+    let trailer_pos = len
+        .checked_sub(TRAILER_BYTES as u64)
+        .ok_or_else(|| damage(DamageKind::Footer("file shorter than its trailer".into())))?;
+    let mut trailer = [0u8; TRAILER_BYTES];
+    file.read_exact_at(&mut trailer, trailer_pos)
+        .map_err(|e| JournalError::io(path, e))?;
+    let (footer_len, crc) = decode_trailer(&trailer).map_err(damage)?;
+    let footer_pos = trailer_pos
+        .checked_sub(u64::from(footer_len))
+        .ok_or_else(|| damage(DamageKind::Footer("footer length exceeds the file".into())))?;
+    let mut footer = vec![0u8; footer_len as usize];
+    file.read_exact_at(&mut footer, footer_pos)
+        .map_err(|e| JournalError::io(path, e))?;
+    if crc32c::crc32c(&footer) != crc {
+        return Err(damage(DamageKind::Footer(
+            "footer checksum mismatch".into(),
+        )));
+    }
+    Footer::decode(&footer, footer_pos).map_err(damage)
+}
+
+fn names_first(path: &Path) -> u64 {
+    match path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(names::parse)
+    {
+        Some(SegmentName::Raw { first } | SegmentName::Sealed { first, .. }) => first,
+        _ => 0,
+    }
+}
+
+/// Segment files of a journal directory, sorted by first offset.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Sealed segments: (first, last, path).
+    pub sealed: Vec<(u64, u64, PathBuf)>,
+    /// Unsealed segments: (first, path).
+    pub raw: Vec<(u64, PathBuf)>,
+    /// Leftover temporary files.
+    pub temps: Vec<PathBuf>,
+}
+
+/// Lists the segment files in `dir`.
+pub fn list(dir: &Path) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io(dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        match names::parse(&name) {
+            Some(SegmentName::Sealed { first, last }) => {
+                listing.sealed.push((first, last, entry.path()))
+            }
+            Some(SegmentName::Raw { first }) => listing.raw.push((first, entry.path())),
+            Some(SegmentName::Temp) => listing.temps.push(entry.path()),
+            None => {}
+        }
+    }
+    listing.sealed.sort();
+    listing.raw.sort();
+    Ok(listing)
+}
+
+/// Recovers the journal in `dir` (see the module docs).
+pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recovered> {
+    let write = mode == Mode::Write;
+    let mut listing = list(dir)?;
+    if write {
+        for tmp in &listing.temps {
+            std::fs::remove_file(tmp).map_err(|e| JournalError::io(tmp, e))?;
+        }
+    }
+    // A sealed twin exists only after its fsync and rename, so the unsealed file is redundant.
+    let sealed_firsts: Vec<u64> = listing.sealed.iter().map(|s| s.0).collect();
+    let mut superseded = Vec::new();
+    listing.raw.retain(|(first, path)| {
+        let keep = sealed_firsts.binary_search(first).is_err();
+        if !keep {
+            superseded.push(path.clone());
+        }
+        keep
+    });
+    if write && !superseded.is_empty() {
+        for path in &superseded {
+            std::fs::remove_file(path).map_err(|e| JournalError::io(path, e))?;
+        }
+        sync_dir(dir)?;
+    }
+    let mut report = RecoveryReport {
+        sealed_segments: listing.sealed.len(),
+        unsealed_segments: listing.raw.len(),
+        ..RecoveryReport::default()
+    };
+    let missing = |expected: u64, found: u64, path: &Path| {
+        JournalError::Damaged(Damage {
+            offset: expected,
+            segment: path.to_path_buf(),
+            kind: DamageKind::MissingSegment { expected, found },
+        })
+    };
+    let mut catalog = Catalog::default();
+    let mut expected = 0u64;
+    for (first, last, path) in &listing.sealed {
+        if *first != expected {
+            return Err(missing(expected, *first, path));
+        }
+        catalog.segments.push(SegmentEntry {
+            first: *first,
+            path: path.clone(),
+            state: SegmentState::Sealed {
+                last: *last,
+                footer: Arc::new(OnceLock::new()),
+            },
+        });
+        expected = last + 1;
+    }
+    let (mut chain, mut last_ts) = (GENESIS_HASH, i64::MIN);
+    if let Some(SegmentEntry {
+        path,
+        state: SegmentState::Sealed { footer: cell, .. },
+        ..
+    }) = catalog.segments.last()
+    {
+        let footer = Arc::new(read_footer(path)?);
+        chain = footer.last_hash;
+        last_ts = footer.last_ts;
+        let _ = cell.set(footer);
+    }
+    let mut seal_jobs = Vec::new();
+    let mut active = None;
+    let raw_count = listing.raw.len();
+    for (i, (first, path)) in listing.raw.iter().enumerate() {
+        if *first != expected {
+            return Err(missing(expected, *first, path));
+        }
+        let is_last = i + 1 == raw_count;
+        let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
+        let scan = scan_raw(
+            &bytes,
+            *first,
+            chain,
+            config.max_record_bytes,
+            config.index_interval,
+        );
+        if let Some(problem) = &scan.problem {
+            let cut_bytes = (bytes.len() - problem.pos) as u64;
+            let damage = Damage {
+                offset: problem.offset,
+                segment: path.clone(),
+                kind: problem.kind.clone(),
+            };
+            if !is_last || problem.valid_after {
+                if !(write && config.repair && is_last) {
+                    return Err(JournalError::Damaged(damage));
+                }
+                tracing::warn!(%damage, cut_bytes, "repair: cutting damaged records");
+                report.quarantine = Some(cut(dir, path, &bytes, problem.pos)?);
+                report.repaired = Some(damage);
+                report.repaired_bytes = cut_bytes;
+            } else {
+                report.torn_tail_bytes = cut_bytes;
+                if write {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        cut_bytes,
+                        last_offset = scan.next.checked_sub(1),
+                        reason = %problem.kind,
+                        "cut torn tail (an unacknowledged write cut short by a crash)"
+                    );
+                    report.quarantine = Some(cut(dir, path, &bytes, problem.pos)?);
+                }
+            }
+        }
+        catalog.segments.push(SegmentEntry {
+            first: *first,
+            path: path.clone(),
+            state: SegmentState::Raw {
+                next: scan.next,
+                bytes: scan.end as u64,
+                index: Arc::new(scan.index),
+            },
+        });
+        if is_last {
+            active = Some(ActiveTail {
+                first: *first,
+                path: path.clone(),
+                bytes: scan.end as u64,
+                prev_hash: chain,
+                records: scan.next - first,
+            });
+        } else if write {
+            seal_jobs.push(SealJob {
+                first: *first,
+                last: scan.next.saturating_sub(1),
+                path: path.clone(),
+                bytes: scan.end as u64,
+                prev_hash: chain,
+            });
+        }
+        chain = scan.last_hash;
+        last_ts = scan.last_ts.unwrap_or(last_ts).max(last_ts);
+        expected = scan.next;
+    }
+    Ok(Recovered {
+        catalog,
+        next_offset: expected,
+        last_ts,
+        chain,
+        active,
+        seal_jobs,
+        report,
+    })
+}
+
+/// Moves `bytes[pos..]` of the segment at `path` to the quarantine directory, then truncates
+/// the segment at `pos`. Both are fsynced before returning.
+fn cut(dir: &Path, path: &Path, bytes: &[u8], pos: usize) -> Result<PathBuf> {
+    let qdir = dir.join("quarantine");
+    std::fs::create_dir_all(&qdir).map_err(|e| JournalError::io(&qdir, e))?;
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
+    let qpath = qdir.join(format!(
+        "{stem}.at-{pos}.{}.bin",
+        crate::timestamp::now_us()
+    ));
+    let io = |e| JournalError::io(&qpath, e);
+    let mut out = std::fs::File::create(&qpath).map_err(io)?;
+    out.write_all(bytes.get(pos..).unwrap_or(&[])).map_err(io)?;
+    out.sync_all().map_err(io)?;
+    sync_dir(&qdir)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| JournalError::io(path, e))?;
+    file.set_len(pos as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| JournalError::io(path, e))?;
+    Ok(qpath)
+}

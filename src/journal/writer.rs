@@ -1,0 +1,476 @@
+//! The append path: producers sequence records into a shared bounded buffer; one flusher thread
+//! chains, writes and fsyncs them in batches (group commit) and rolls the active segment.
+//!
+//! Why this shape: a producer's work under the lock is only assigning an offset and timestamp
+//! and copying its payload into the pending buffer, so many producers (threads or tasks) queue up
+//! cheaply. The flusher swaps the whole buffer out, fills in every frame's chain hash and
+//! checksum, and issues one `write` and (under `sync`) one `fdatasync` for the batch, while
+//! producers keep filling the next one. Hashing on the flusher keeps the chain in offset order
+//! without a second lock and moves BLAKE3 off the producers' core.
+//!
+//! Acknowledgement (the `Durability` policy):
+//! - `Sync`: after the `fdatasync` covering the record; readers see it at the same moment.
+//! - `Batch { interval }`: after the `write` (survives a process crash); fsynced at most
+//!   `interval` later (a power loss may lose up to that window).
+//! - `None`: once sequenced into the writer's buffer (microseconds); written by the flusher
+//!   right away and fsynced only on roll and close. A crash may lose the buffer in flight.
+//!
+//! Backpressure: the pending buffer is bounded by `queue_bytes`; a full buffer blocks blocking
+//! producers on a condvar and makes async producers await, never grows memory.
+//! Failure: after any I/O error (an fsync failure cannot be retried safely) the writer records
+//! the error, wakes everyone, and every later append fails with `WriterFailed`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
+
+use super::catalog::{Catalog, IndexPoint, SegmentEntry, SegmentState};
+use super::config::{Durability, JournalConfig};
+use super::error::{JournalError, Result};
+use super::names;
+use super::record::{self, FRAME_PREFIX_BYTES};
+use super::sealer::SealJob;
+use super::watermark::Watermark;
+use crate::timestamp::now_us;
+
+/// State shared by producers, the flusher, the sealer and readers.
+#[derive(Debug)]
+pub struct Shared {
+    pub dir: PathBuf,
+    pub config: JournalConfig,
+    pub seq: Mutex<Sequencer>,
+    pub data_cv: Condvar,
+    pub space_cv: Condvar,
+    pub space_notify: tokio::sync::Notify,
+    pub visible: Watermark,
+    pub durable: Watermark,
+    pub catalog: RwLock<Catalog>,
+    pub failure: Mutex<Option<String>>,
+}
+
+/// Producer-side state, guarded by `Shared::seq`.
+#[derive(Debug)]
+pub struct Sequencer {
+    pub next_offset: u64,
+    pub last_ts: i64,
+    pub pending: Vec<u8>,
+    pub flusher_waiting: bool,
+    pub closing: bool,
+}
+
+impl Shared {
+    pub fn lock_seq(&self) -> MutexGuard<'_, Sequencer> {
+        self.seq.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The error to report when a watermark wait ended without reaching its target.
+    pub fn stopped_error(&self) -> JournalError {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(msg) => JournalError::WriterFailed(msg.clone()),
+            None => JournalError::Closed,
+        }
+    }
+
+    fn check_payloads<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<usize> {
+        let mut bytes = 0;
+        for p in payloads {
+            let len = p.as_ref().len();
+            if len == 0 {
+                return Err(JournalError::EmptyRecord);
+            }
+            if len > self.config.max_record_bytes {
+                return Err(JournalError::RecordTooLarge {
+                    len,
+                    max: self.config.max_record_bytes,
+                });
+            }
+            bytes += len + record::FRAME_OVERHEAD_BYTES;
+        }
+        Ok(bytes)
+    }
+
+    /// Tries to sequence `payloads` as consecutive records. `Ok(None)` means the buffer is full.
+    fn try_sequence<P: AsRef<[u8]>>(
+        &self,
+        seq: &mut Sequencer,
+        payloads: &[P],
+        bytes: usize,
+    ) -> Result<Option<Range<u64>>> {
+        if seq.closing {
+            return Err(self.stopped_error());
+        }
+        if !seq.pending.is_empty() && seq.pending.len() + bytes > self.config.queue_bytes {
+            return Ok(None);
+        }
+        let first = seq.next_offset;
+        let ts = now_us().max(seq.last_ts);
+        for p in payloads {
+            record::encode_pending(
+                &mut seq.pending,
+                seq.next_offset,
+                ts,
+                record::CURRENT_SCHEMA_VERSION,
+                p.as_ref(),
+            );
+            seq.next_offset += 1;
+        }
+        seq.last_ts = ts;
+        if seq.flusher_waiting {
+            self.data_cv.notify_one();
+        }
+        Ok(Some(first..seq.next_offset))
+    }
+
+    /// Sequences `payloads` as consecutive records, blocking while the buffer is full.
+    pub fn sequence<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>> {
+        let bytes = self.check_payloads(payloads)?;
+        let mut seq = self.lock_seq();
+        loop {
+            if let Some(range) = self.try_sequence(&mut seq, payloads, bytes)? {
+                return Ok(range);
+            }
+            seq = self
+                .space_cv
+                .wait(seq)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Sequences `payloads`, awaiting (not blocking the runtime) while the buffer is full.
+    pub async fn sequence_async<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>> {
+        let bytes = self.check_payloads(payloads)?;
+        loop {
+            let notified = self.space_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut seq = self.lock_seq();
+                if let Some(range) = self.try_sequence(&mut seq, payloads, bytes)? {
+                    return Ok(range);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the records below `end` are acknowledged under the durability policy.
+    pub fn wait_ack(&self, end: u64) -> Result<()> {
+        let reached = match self.config.durability {
+            Durability::None => return Ok(()),
+            Durability::Batch { .. } => self.visible.wait(end, None),
+            Durability::Sync => self.durable.wait(end, None),
+        };
+        if reached {
+            Ok(())
+        } else {
+            Err(self.stopped_error())
+        }
+    }
+
+    /// Async form of [`Shared::wait_ack`].
+    pub async fn wait_ack_async(&self, end: u64) -> Result<()> {
+        let reached = match self.config.durability {
+            Durability::None => return Ok(()),
+            Durability::Batch { .. } => self.visible.wait_async(end).await,
+            Durability::Sync => self.durable.wait_async(end).await,
+        };
+        if reached {
+            Ok(())
+        } else {
+            Err(self.stopped_error())
+        }
+    }
+
+    fn fail(&self, error: &JournalError) {
+        tracing::error!(%error, "journal writer failed; refusing further appends");
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+        self.lock_seq().closing = true;
+        self.visible.close();
+        self.durable.close();
+        self.space_cv.notify_all();
+        self.space_notify.notify_waiters();
+    }
+}
+
+/// The active segment as the flusher owns it.
+#[derive(Debug)]
+pub struct ActiveSegment {
+    pub first: u64,
+    pub path: PathBuf,
+    pub file: File,
+    pub bytes: u64,
+    pub next: u64,
+    pub prev_hash: [u8; 32],
+    pub opened: Instant,
+    /// Records since the last index point.
+    pub since_index: u64,
+}
+
+/// The flusher: owns the active segment and the chain head.
+pub struct Flusher {
+    pub shared: Arc<Shared>,
+    pub active: ActiveSegment,
+    pub chain: [u8; 32],
+    pub sealer: Sender<SealJob>,
+    pub unsynced: bool,
+    pub last_sync: Instant,
+}
+
+impl Flusher {
+    /// Runs until the journal closes or an I/O error occurs.
+    pub fn run(mut self) {
+        if let Err(error) = self.run_loop() {
+            self.shared.fail(&error);
+        }
+        self.shared.visible.close();
+        self.shared.durable.close();
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        let mut buf = Vec::new();
+        loop {
+            let closing = {
+                let mut seq = self.shared.lock_seq();
+                if seq.pending.is_empty() && !seq.closing {
+                    let timeout = self
+                        .next_deadline()
+                        .map(|d| d.saturating_duration_since(Instant::now()));
+                    seq.flusher_waiting = true;
+                    seq = match timeout {
+                        Some(t) => {
+                            self.shared
+                                .data_cv
+                                .wait_timeout(seq, t)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0
+                        }
+                        None => self
+                            .shared
+                            .data_cv
+                            .wait(seq)
+                            .unwrap_or_else(PoisonError::into_inner),
+                    };
+                    seq.flusher_waiting = false;
+                }
+                std::mem::swap(&mut seq.pending, &mut buf);
+                seq.closing
+            };
+            if !buf.is_empty() {
+                self.shared.space_cv.notify_all();
+                self.shared.space_notify.notify_waiters();
+                self.write_batch(&mut buf)?;
+                buf.clear();
+            }
+            self.on_timers()?;
+            if closing && self.shared.lock_seq().pending.is_empty() {
+                self.sync()?;
+                return Ok(());
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadline = None;
+        if self.active.next > self.active.first {
+            deadline = Some(self.active.opened + self.shared.config.segment_age);
+        }
+        if let (Durability::Batch { interval }, true) =
+            (self.shared.config.durability, self.unsynced)
+        {
+            let due = self.last_sync + interval;
+            deadline = Some(deadline.map_or(due, |d: Instant| d.min(due)));
+        }
+        deadline
+    }
+
+    fn on_timers(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if let Durability::Batch { interval } = self.shared.config.durability
+            && self.unsynced
+            && now >= self.last_sync + interval
+        {
+            self.sync()?;
+        }
+        if self.active.next > self.active.first
+            && now >= self.active.opened + self.shared.config.segment_age
+        {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Chains, writes and (under `sync`) fsyncs one batch of pending frames.
+    fn write_batch(&mut self, buf: &mut [u8]) -> Result<()> {
+        let interval = self.shared.config.index_interval;
+        let mut points = Vec::new();
+        let mut pos = 0usize;
+        let mut next = self.active.next;
+        while let Some(frame) = buf.get_mut(pos..) {
+            if frame.is_empty() {
+                break;
+            }
+            let offset = record::peek_offset(frame).unwrap_or(next);
+            debug_assert_eq!(offset, next, "pending frames are dense");
+            if self.active.since_index == 0 {
+                points.push(IndexPoint {
+                    offset,
+                    pos: self.active.bytes + pos as u64,
+                    prev_hash: self.chain,
+                });
+            }
+            self.active.since_index = (self.active.since_index + 1) % interval;
+            let len = frame_len(frame);
+            self.chain = record::finish_frame(frame, &self.chain);
+            pos += len;
+            next = offset + 1;
+        }
+        let path = &self.active.path;
+        self.active
+            .file
+            .write_all(buf)
+            .map_err(|e| JournalError::io(path, e))?;
+        self.unsynced = true;
+        self.active.bytes += buf.len() as u64;
+        self.active.next = next;
+        if self.shared.config.durability == Durability::Sync {
+            self.sync()?;
+        }
+        {
+            let mut catalog = self.shared.catalog_mut();
+            if let Some(SegmentEntry {
+                state:
+                    SegmentState::Raw {
+                        next: n,
+                        bytes,
+                        index,
+                    },
+                ..
+            }) = catalog.entry_mut(self.active.first)
+            {
+                *n = next;
+                *bytes = self.active.bytes;
+                if !points.is_empty() {
+                    Arc::make_mut(index).extend(points);
+                }
+            }
+        }
+        self.shared.visible.advance(next);
+        if self.active.bytes >= self.shared.config.segment_bytes {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            let path = &self.active.path;
+            self.active
+                .file
+                .sync_data()
+                .map_err(|e| JournalError::io(path, e))?;
+            self.unsynced = false;
+        }
+        self.last_sync = Instant::now();
+        self.shared.durable.advance(self.active.next);
+        Ok(())
+    }
+
+    /// Closes the active segment (fsynced), starts a new one and hands the old one to the sealer.
+    fn roll(&mut self) -> Result<()> {
+        if self.active.next == self.active.first {
+            return Ok(());
+        }
+        self.sync()?;
+        let first = self.active.next;
+        let dir = &self.shared.dir;
+        let active = ActiveSegment {
+            file: create_segment_file(dir, first)?,
+            first,
+            path: dir.join(names::raw(first)),
+            bytes: 0,
+            next: first,
+            prev_hash: self.chain,
+            opened: Instant::now(),
+            since_index: 0,
+        };
+        self.shared.catalog_mut().segments.push(SegmentEntry {
+            first,
+            path: active.path.clone(),
+            state: SegmentState::Raw {
+                next: first,
+                bytes: 0,
+                index: Arc::new(Vec::new()),
+            },
+        });
+        let old = std::mem::replace(&mut self.active, active);
+        tracing::debug!(
+            first = old.first,
+            last = old.next - 1,
+            bytes = old.bytes,
+            "rolled segment"
+        );
+        // The sealer outlives the flusher; a send can only fail if it panicked, in which case
+        // the segment stays unsealed (still readable) and is sealed on the next open.
+        let _ = self.sealer.send(SealJob {
+            first: old.first,
+            last: old.next - 1,
+            path: old.path,
+            bytes: old.bytes,
+            prev_hash: old.prev_hash,
+        });
+        Ok(())
+    }
+}
+
+fn frame_len(frame: &[u8]) -> usize {
+    let mut len = [0u8; 4];
+    if let Some(src) = frame.get(..4) {
+        len.copy_from_slice(src);
+    }
+    FRAME_PREFIX_BYTES + u32::from_le_bytes(len) as usize
+}
+
+/// Creates a new, empty unsealed segment file and makes its directory entry durable.
+pub fn create_segment_file(dir: &Path, first: u64) -> Result<File> {
+    let path = dir.join(names::raw(first));
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .read(true)
+        .open(&path)
+        .map_err(|e| JournalError::io(&path, e))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// fsyncs a directory so file creations, renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| JournalError::io(dir, e))
+}
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher")
+            .field("active", &self.active)
+            .finish()
+    }
+}
