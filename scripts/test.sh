@@ -8,5 +8,16 @@ echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== python venv for tools/verify_journal.py (used by tests/independent_verifier.rs)"
+# Idempotent: creates .venv once, and reinstalls only when tools/requirements.txt changed since
+# the last successful install (a copy of it is kept in the venv as the stamp).
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! cmp -s tools/requirements.txt .venv/requirements.installed; then
+    .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements.txt
+    cp tools/requirements.txt .venv/requirements.installed
+fi
+
 echo "== tests"
 cargo test --workspace --locked

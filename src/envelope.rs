@@ -6,6 +6,7 @@
 //! ([`RESERVED_KEYS`]); [`check_payload`] enforces it at the edge, so the envelope can be
 //! spliced in without re-parsing.
 
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use crate::journal::Record;
@@ -53,6 +54,11 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// The record as one line of JSON with its envelope (no trailing newline).
+///
+/// The payload's bytes are spliced in unchanged when they are a JSON object without reserved
+/// keys (everything Logbook itself writes); anything else (possible only through the raw
+/// library API) is wrapped as `"payload": <JSON value or string>` so the line is always valid
+/// JSON with unique keys.
 pub fn to_json_line(record: &Record) -> String {
     let head = format!(
         "{{\"offset\":{},\"ts\":\"{}\",\"schema_version\":{}",
@@ -60,17 +66,28 @@ pub fn to_json_line(record: &Record) -> String {
         format_us(record.ts_us),
         record.schema_version
     );
-    let payload = std::str::from_utf8(&record.payload).ok();
-    match payload.and_then(|p| p.strip_prefix('{')) {
-        Some(rest) if rest.trim_start().starts_with('}') => format!("{head}}}"),
-        Some(rest) => format!("{head},{rest}"),
-        None => {
-            // Not an object (only possible through the raw library API): wrap it.
+    let object =
+        serde_json::from_slice::<std::collections::BTreeMap<String, IgnoredAny>>(&record.payload);
+    match object {
+        Ok(map) if !RESERVED_KEYS.iter().any(|k| map.contains_key(*k)) => {
+            let body = std::str::from_utf8(&record.payload).unwrap_or("{}").trim();
+            let inner = body
+                .strip_prefix('{')
+                .and_then(|b| b.strip_suffix('}'))
+                .unwrap_or("")
+                .trim();
+            if inner.is_empty() {
+                format!("{head}}}")
+            } else {
+                format!("{head},{inner}}}")
+            }
+        }
+        _ => {
+            let value = serde_json::from_slice::<Value>(&record.payload).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&record.payload).into_owned())
+            });
             let mut map = Map::new();
-            map.insert(
-                "payload".into(),
-                Value::String(String::from_utf8_lossy(&record.payload).into_owned()),
-            );
+            map.insert("payload".into(), value);
             let body = Value::Object(map).to_string();
             format!("{head},{}", body.strip_prefix('{').unwrap_or(&body))
         }
@@ -110,9 +127,18 @@ mod tests {
             line,
             r#"{"offset":7,"ts":"1970-01-01T00:00:00.000000Z","schema_version":1,"type":"x","a":1}"#
         );
-        let empty = to_json_line(&record("{}"));
-        let v: Value = serde_json::from_str(&empty).expect("valid JSON");
-        assert_eq!(v["offset"], 7);
+        for odd in [
+            "{}",
+            " { } ",
+            "[1]",
+            "not json",
+            r#"{"offset":1}"#,
+            "{\"a\":",
+        ] {
+            let line = to_json_line(&record(odd));
+            let v: Value = serde_json::from_str(&line).expect("always valid JSON");
+            assert_eq!(v["offset"], 7, "{odd}: {line}");
+        }
     }
 
     #[test]

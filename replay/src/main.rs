@@ -56,7 +56,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Verify { source } => {
             let dir = journal_dir(&source)?;
-            let report = verify_dir(&dir, JournalConfig::default().max_record_bytes, &mut |_| {})?;
+            let report = verify_dir(
+                &dir,
+                logbook::journal::record::PAYLOAD_BYTES_MAX,
+                &mut |_| {},
+            )?;
             match report.damage {
                 None => {
                     println!("ok: {} records", report.records);

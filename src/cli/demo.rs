@@ -349,7 +349,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     journal.close()?;
     let report = verify_dir(
         &dir,
-        logbook::journal::JournalConfig::default().max_record_bytes,
+        logbook::journal::record::PAYLOAD_BYTES_MAX,
         &mut |_| {},
     )?;
     let data = cli.data.display();

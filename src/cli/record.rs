@@ -18,6 +18,10 @@ pub struct Args {
     /// most every MILLIS ms), none (no fsync until the segment rolls).
     #[arg(long, default_value = "sync")]
     durability: Durability,
+    /// Print `{"first":A,"last":B}` on stdout as soon as each batch of lines is acknowledged
+    /// under the durability policy (for producers that must know what is safe).
+    #[arg(long)]
+    acks: bool,
 }
 
 /// Lines handed from the stdin thread to the appender, at most this many in flight.
@@ -25,7 +29,9 @@ const LINE_QUEUE: usize = 8192;
 /// Lines appended per group commit at most.
 const BATCH_LINES: usize = 4096;
 
-type Line = std::io::Result<(u64, Vec<u8>)>;
+/// A line of stdin with its 1-based number.
+type Numbered = (u64, Vec<u8>);
+type Line = std::io::Result<Numbered>;
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = logbook::journal::JournalConfig {
@@ -56,7 +62,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    let mut stderr = std::io::stderr().lock();
     let (mut first, mut last, mut count, mut refused) = (None, None, 0u64, 0u64);
     while let Some(lines) = next_batch(&rx)? {
         let mut payloads = Vec::with_capacity(lines.len());
@@ -67,18 +72,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
             if text.len() > max {
                 refused += 1;
-                writeln!(
-                    stderr,
+                eprintln!(
                     "line {number}: refused: {} bytes exceeds the {max}-byte limit",
                     text.len()
-                )?;
+                );
                 continue;
             }
             match check_payload(text) {
                 Ok(payload) => payloads.push(payload),
                 Err(reason) => {
                     refused += 1;
-                    writeln!(stderr, "line {number}: refused: {reason}")?;
+                    eprintln!("line {number}: refused: {reason}");
                 }
             }
         }
@@ -86,6 +90,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         let range = journal.append_batch(&payloads)?;
+        if args.acks {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{{\"first\":{},\"last\":{}}}",
+                range.start,
+                range.end - 1
+            )?;
+            out.flush()?;
+        }
         first.get_or_insert(range.start);
         last = Some(range.end - 1);
         count += range.end - range.start;
@@ -113,7 +127,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Blocks for the next line, then takes whatever else is already queued (up to a batch).
-fn next_batch(rx: &Receiver<Line>) -> anyhow::Result<Option<Vec<(u64, Vec<u8>)>>> {
+fn next_batch(rx: &Receiver<Line>) -> anyhow::Result<Option<Vec<Numbered>>> {
     let Ok(first) = rx.recv() else {
         return Ok(None);
     };

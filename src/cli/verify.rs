@@ -9,7 +9,6 @@ use super::Cli;
 
 pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.existing_journal_dir()?;
-    let config = cli.journal_config()?;
     let bar = if cli.json {
         ProgressBar::hidden()
     } else {
@@ -18,7 +17,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     bar.set_style(ProgressStyle::with_template(
         "{spinner} verifying: {pos} records ({per_sec})",
     )?);
-    let report = verify_dir(&dir, config.max_record_bytes, &mut |n| bar.set_position(n))?;
+    let report = verify_dir(
+        &dir,
+        logbook::journal::record::PAYLOAD_BYTES_MAX,
+        &mut |n| bar.set_position(n),
+    )?;
     bar.finish_and_clear();
     let head = hex(&report.head_hash);
     if cli.json {

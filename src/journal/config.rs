@@ -74,7 +74,7 @@ impl Default for JournalConfig {
             block_bytes: 1 << 20,
             compression_level: 3,
             max_record_bytes: 4 << 20,
-            queue_bytes: 16 << 20,
+            queue_bytes: 4 << 20,
             index_interval: 128,
             repair: false,
         }

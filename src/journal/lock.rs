@@ -16,7 +16,16 @@ pub const LOCK_FILE: &str = "LOCK";
 /// A held writer lock; released on drop.
 #[derive(Debug)]
 pub struct DirLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for DirLock {
+    /// Unlocks explicitly: a child process forked by another thread may briefly share the
+    /// descriptor (until its exec closes it), and the lock belongs to the open file, so merely
+    /// closing ours would leave the journal locked in that window.
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
 }
 
 impl DirLock {
@@ -54,6 +63,6 @@ impl DirLock {
             file.sync_data()
         };
         write_pid(&mut file).map_err(|e| JournalError::io(&path, e))?;
-        Ok(DirLock { _file: file })
+        Ok(DirLock { file })
     }
 }

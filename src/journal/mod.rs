@@ -125,6 +125,8 @@ impl Journal {
                 next_offset: next,
                 last_ts: recovered.last_ts,
                 pending: Vec::new(),
+                pending_records: 0,
+                wake_at: 1,
                 flusher_waiting: false,
                 closing: false,
             }),
@@ -136,7 +138,19 @@ impl Journal {
             catalog: RwLock::new(catalog),
             failure: Mutex::new(None),
         });
-        let (seal_tx, seal_rx) = std::sync::mpsc::channel();
+        let (seal_tx, seal_rx) = std::sync::mpsc::sync_channel(sealer::SEAL_QUEUE);
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| JournalError::io(&dir, e))
+        };
+        let sealer_shared = shared.clone();
+        let sealer_thread = spawn(
+            "logbook-sealer",
+            Box::new(move || sealer::run(sealer_shared, seal_rx)),
+        )?;
+        // Segments left unsealed by a crash: sealed first (the queue is bounded).
         for job in recovered.seal_jobs {
             let _ = seal_tx.send(job);
         }
@@ -147,20 +161,12 @@ impl Journal {
             sealer: seal_tx,
             unsynced: false,
             last_sync: Instant::now(),
+            last_batch_records: 1,
+            last_fsync: std::time::Duration::ZERO,
         };
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(f)
-                .map_err(|e| JournalError::io(&dir, e))
-        };
-        let sealer_shared = shared.clone();
         let threads = vec![
             spawn("logbook-flusher", Box::new(move || flusher.run()))?,
-            spawn(
-                "logbook-sealer",
-                Box::new(move || sealer::run(sealer_shared, seal_rx)),
-            )?,
+            sealer_thread,
         ];
         let journal = Journal {
             shared,
@@ -200,6 +206,8 @@ impl Journal {
                 next_offset: next,
                 last_ts: recovered.last_ts,
                 pending: Vec::new(),
+                pending_records: 0,
+                wake_at: 1,
                 flusher_waiting: false,
                 closing: true,
             }),

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,7 +104,7 @@ impl Reader {
             return Ok(None);
         }
         for _attempt in 0..8 {
-            if let Some(record) = self.from_buffers()? {
+            if let Some(record) = self.take_buffered()? {
                 self.next += 1;
                 return Ok(Some(record));
             }
@@ -159,17 +159,15 @@ impl Reader {
         })
     }
 
-    fn from_buffers(&mut self) -> Result<Option<Record>> {
+    fn take_buffered(&mut self) -> Result<Option<Record>> {
         while self.block.front().is_some_and(|r| r.offset < self.next) {
             self.block.pop_front();
         }
-        if let Some(record) = self.block.front().filter(|r| r.offset == self.next) {
-            let record = record.clone();
-            self.block.pop_front();
-            return Ok(Some(record));
+        if self.block.front().is_some_and(|r| r.offset == self.next) {
+            return Ok(self.block.pop_front());
         }
         self.block.clear();
-        let limit = self.shared.config.max_record_bytes;
+        let limit = super::record::PAYLOAD_BYTES_MAX;
         let Some(cursor) = self.raw.as_mut().filter(|c| c.next == self.next) else {
             self.raw = None;
             return Ok(None);
@@ -231,7 +229,7 @@ impl Reader {
                     prev_hash: point.prev_hash,
                 });
                 // Skip forward to `self.next` within the segment.
-                let limit = self.shared.config.max_record_bytes;
+                let limit = super::record::PAYLOAD_BYTES_MAX;
                 while let Some(cursor) = self.raw.as_mut().filter(|c| c.next < self.next) {
                     let committed = self.shared.catalog().raw_bytes(cursor.first);
                     let committed = match committed {
@@ -251,7 +249,7 @@ impl Reader {
         }
     }
 
-    fn footer(&self, path: &PathBuf, cell: &FooterCell) -> Result<Arc<Footer>> {
+    fn footer(&self, path: &Path, cell: &FooterCell) -> Result<Arc<Footer>> {
         if let Some(footer) = cell.get() {
             return Ok(footer.clone());
         }

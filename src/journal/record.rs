@@ -25,6 +25,9 @@ pub const BODY_FIXED_BYTES: usize = 8 + 8 + 2 + 32;
 pub const FRAME_OVERHEAD_BYTES: usize = FRAME_PREFIX_BYTES + BODY_FIXED_BYTES;
 /// The chain hash that precedes offset 0.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
+/// Largest payload the format allows; decoders accept up to this whatever the appending
+/// configuration was (`JournalConfig::max_record_bytes` may only be lower).
+pub const PAYLOAD_BYTES_MAX: usize = 16 << 20;
 /// The payload schema version written by this build.
 pub const CURRENT_SCHEMA_VERSION: u16 = 1;
 
@@ -173,7 +176,8 @@ pub fn decode_frame(buf: &[u8], max_payload: usize) -> Result<(FrameRef<'_>, usi
     let body_len = read_u32(prefix, 0);
     let crc = read_u32(prefix, 4);
     let len = body_len as usize;
-    if len < BODY_FIXED_BYTES || len - BODY_FIXED_BYTES > max_payload {
+    // An empty payload is never appended, so a zero-length one is a bad frame too.
+    if len <= BODY_FIXED_BYTES || len - BODY_FIXED_BYTES > max_payload {
         return Err(FrameError::BadLength(body_len));
     }
     let Some(body) = buf.get(FRAME_PREFIX_BYTES..FRAME_PREFIX_BYTES + len) else {
@@ -275,7 +279,7 @@ mod tests {
     proptest! {
         #[test]
         fn prop_round_trip(offset: u64, ts: i64, version: u16,
-                           payload in proptest::collection::vec(any::<u8>(), 0..2048),
+                           payload in proptest::collection::vec(any::<u8>(), 1..2048),
                            prev in proptest::array::uniform32(any::<u8>())) {
             let mut buf = Vec::new();
             let hash = encode_frame(&mut buf, &prev, offset, ts, version, &payload);

@@ -30,7 +30,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::catalog::{Catalog, IndexPoint, SegmentEntry, SegmentState};
+use super::catalog::{Catalog, FooterCell, IndexPoint, SegmentEntry, SegmentState};
 use super::config::JournalConfig;
 use super::error::{Damage, DamageKind, JournalError, Result};
 use super::names::{self, SegmentName};
@@ -144,7 +144,7 @@ pub fn scan_raw(
                 DamageKind::TimeOrder
             }
             Ok((frame, used)) => {
-                if (scan.next - first) % index_interval == 0 {
+                if (scan.next - first).is_multiple_of(index_interval) {
                     scan.index.push(IndexPoint {
                         offset: frame.offset,
                         pos: scan.end as u64,
@@ -299,48 +299,57 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
             kind: DamageKind::MissingSegment { expected, found },
         })
     };
+    // Sealed and unsealed segments in one offset order: normally all unsealed ones come last,
+    // but a segment whose sealing failed stays unsealed between sealed ones.
+    let mut segments: Vec<(u64, Option<u64>, PathBuf)> = listing
+        .sealed
+        .iter()
+        .map(|(first, last, path)| (*first, Some(*last), path.clone()))
+        .chain(
+            listing
+                .raw
+                .iter()
+                .map(|(first, path)| (*first, None, path.clone())),
+        )
+        .collect();
+    segments.sort_by_key(|s| s.0);
     let mut catalog = Catalog::default();
     let mut expected = 0u64;
-    for (first, last, path) in &listing.sealed {
-        if *first != expected {
-            return Err(missing(expected, *first, path));
-        }
-        catalog.segments.push(SegmentEntry {
-            first: *first,
-            path: path.clone(),
-            state: SegmentState::Sealed {
-                last: *last,
-                footer: Arc::new(OnceLock::new()),
-            },
-        });
-        expected = last + 1;
-    }
     let (mut chain, mut last_ts) = (GENESIS_HASH, i64::MIN);
-    if let Some(SegmentEntry {
-        path,
-        state: SegmentState::Sealed { footer: cell, .. },
-        ..
-    }) = catalog.segments.last()
-    {
-        let footer = Arc::new(read_footer(path)?);
-        chain = footer.last_hash;
-        last_ts = footer.last_ts;
-        let _ = cell.set(footer);
-    }
+    // The chain head is only read from a sealed footer when something needs it: before an
+    // unsealed segment and at the very end. Open reads O(1) footers in the normal case.
+    let mut chain_from: Option<(PathBuf, FooterCell)> = None;
     let mut seal_jobs = Vec::new();
     let mut active = None;
-    let raw_count = listing.raw.len();
-    for (i, (first, path)) in listing.raw.iter().enumerate() {
-        if *first != expected {
-            return Err(missing(expected, *first, path));
+    let count = segments.len();
+    for (i, (first, last, path)) in segments.into_iter().enumerate() {
+        if first != expected {
+            return Err(missing(expected, first, &path));
         }
-        let is_last = i + 1 == raw_count;
-        let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
+        if let Some(last) = last {
+            let cell: FooterCell = Arc::new(OnceLock::new());
+            catalog.segments.push(SegmentEntry {
+                first,
+                path: path.clone(),
+                state: SegmentState::Sealed {
+                    last,
+                    footer: cell.clone(),
+                },
+            });
+            chain_from = Some((path, cell));
+            expected = last + 1;
+            continue;
+        }
+        if let Some((path, cell)) = chain_from.take() {
+            (chain, last_ts) = head_of(&path, &cell)?;
+        }
+        let is_last = i + 1 == count;
+        let bytes = std::fs::read(&path).map_err(|e| JournalError::io(&path, e))?;
         let scan = scan_raw(
             &bytes,
-            *first,
+            first,
             chain,
-            config.max_record_bytes,
+            super::record::PAYLOAD_BYTES_MAX,
             config.index_interval,
         );
         if let Some(problem) = &scan.problem {
@@ -355,7 +364,7 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
                     return Err(JournalError::Damaged(damage));
                 }
                 tracing::warn!(%damage, cut_bytes, "repair: cutting damaged records");
-                report.quarantine = Some(cut(dir, path, &bytes, problem.pos)?);
+                report.quarantine = Some(cut(dir, &path, &bytes, problem.pos)?);
                 report.repaired = Some(damage);
                 report.repaired_bytes = cut_bytes;
             } else {
@@ -368,12 +377,12 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
                         reason = %problem.kind,
                         "cut torn tail (an unacknowledged write cut short by a crash)"
                     );
-                    report.quarantine = Some(cut(dir, path, &bytes, problem.pos)?);
+                    report.quarantine = Some(cut(dir, &path, &bytes, problem.pos)?);
                 }
             }
         }
         catalog.segments.push(SegmentEntry {
-            first: *first,
+            first,
             path: path.clone(),
             state: SegmentState::Raw {
                 next: scan.next,
@@ -383,17 +392,17 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
         });
         if is_last {
             active = Some(ActiveTail {
-                first: *first,
-                path: path.clone(),
+                first,
+                path,
                 bytes: scan.end as u64,
                 prev_hash: chain,
                 records: scan.next - first,
             });
-        } else if write {
+        } else if write && scan.next > first {
             seal_jobs.push(SealJob {
-                first: *first,
-                last: scan.next.saturating_sub(1),
-                path: path.clone(),
+                first,
+                last: scan.next - 1,
+                path,
                 bytes: scan.end as u64,
                 prev_hash: chain,
             });
@@ -401,6 +410,9 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
         chain = scan.last_hash;
         last_ts = scan.last_ts.unwrap_or(last_ts).max(last_ts);
         expected = scan.next;
+    }
+    if let Some((path, cell)) = chain_from.take() {
+        (chain, last_ts) = head_of(&path, &cell)?;
     }
     Ok(Recovered {
         catalog,
@@ -411,6 +423,19 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
         seal_jobs,
         report,
     })
+}
+
+/// Chain hash and timestamp at the end of a sealed segment, caching its footer.
+fn head_of(path: &Path, cell: &FooterCell) -> Result<([u8; 32], i64)> {
+    let footer = match cell.get() {
+        Some(footer) => footer.clone(),
+        None => {
+            let footer = Arc::new(read_footer(path)?);
+            let _ = cell.set(footer.clone());
+            footer
+        }
+    };
+    Ok((footer.last_hash, footer.last_ts))
 }
 
 /// Moves `bytes[pos..]` of the segment at `path` to the quarantine directory, then truncates

@@ -1,8 +1,10 @@
 //! The sealer thread: turns rolled unsealed segments into sealed ones, off the append path.
 //!
-//! Steps, each crash-safe: decode every frame of the rolled file (checksums, dense offsets, and
-//! the stored chain hash against the one the builder recomputes, so sealing can never launder an
-//! edited record); write `first-last.seg.zst.tmp`; fsync it; rename to `first-last.seg.zst`;
+//! Steps, each crash-safe: decode every frame of the rolled file (checksums, dense offsets);
+//! write the records with their *stored* chain hashes (the flusher computed them moments ago and
+//! the CRC shows they are intact, so BLAKE3 is not paid twice on the ingest path; and a record
+//! edited in the window would carry a stale hash into the sealed segment, where readers and
+//! `verify`, which recompute the chain, catch it: sealing never launders an edit); write `first-last.seg.zst.tmp`; fsync it; rename to `first-last.seg.zst`;
 //! fsync the directory; swap the catalog entry; delete the unsealed file; fsync the directory.
 //! A crash at any point leaves either the unsealed file (sealed again on open) or both (the
 //! unsealed one is deleted on open, since the rename only happens after the fsync).
@@ -20,6 +22,9 @@ use super::names;
 use super::record::decode_frame;
 use super::segment::SegmentBuilder;
 use super::writer::{Shared, sync_dir};
+
+/// Rolled segments that may wait for the sealer before rolling blocks the flusher.
+pub const SEAL_QUEUE: usize = 4;
 
 /// A rolled segment to seal.
 #[derive(Debug, Clone)]
@@ -70,7 +75,7 @@ fn seal(shared: &Shared, job: &SealJob) -> Result<()> {
     let mut pos = 0usize;
     let mut expected = job.first;
     while let Some(rest) = raw.get(pos..).filter(|r| !r.is_empty()) {
-        let (frame, used) = decode_frame(rest, shared.config.max_record_bytes)
+        let (frame, used) = decode_frame(rest, super::record::PAYLOAD_BYTES_MAX)
             .map_err(|e| damage(expected, e.damage()))?;
         if frame.offset != expected {
             return Err(damage(

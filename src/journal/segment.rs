@@ -35,7 +35,7 @@ pub const TRAILER_BYTES: usize = 16;
 /// Version of the footer layout.
 pub const FOOTER_VERSION: u16 = 1;
 /// Bytes of one block-index entry.
-pub const BLOCK_ENTRY_BYTES: usize = 8 + 4 + 8 + 8 + 8 + 4 + 4 + 32;
+pub const BLOCK_ENTRY_BYTES: usize = 8 + 4 + 8 + 8 + 8 + 4 + 4 + 4 + 32;
 /// Bytes of the footer's fixed part.
 pub const FOOTER_FIXED_BYTES: usize = 2 + 8 + 8 + 8 + 8 + 8 + 32 + 32 + 4;
 /// Upper bound on a block's decompressed size accepted by the decoder (guards against a forged
@@ -59,6 +59,9 @@ pub struct BlockEntry {
     pub compressed_len: u32,
     /// Decompressed length in bytes.
     pub raw_len: u32,
+    /// CRC-32C of the compressed bytes: catches any changed byte, even one zstd would ignore
+    /// (such as an unused frame-header bit), before decompression is attempted.
+    pub compressed_crc: u32,
     /// Chain hash of the block's last record.
     pub end_hash: [u8; 32],
 }
@@ -66,7 +69,8 @@ pub struct BlockEntry {
 impl BlockEntry {
     /// Offset of the block's last record.
     pub fn last_offset(&self) -> u64 {
-        self.first_offset + u64::from(self.count).saturating_sub(1)
+        self.first_offset
+            .saturating_add(u64::from(self.count).saturating_sub(1))
     }
 }
 
@@ -113,6 +117,7 @@ impl Footer {
             out.extend_from_slice(&b.file_pos.to_le_bytes());
             out.extend_from_slice(&b.compressed_len.to_le_bytes());
             out.extend_from_slice(&b.raw_len.to_le_bytes());
+            out.extend_from_slice(&b.compressed_crc.to_le_bytes());
             out.extend_from_slice(&b.end_hash);
         }
         out
@@ -149,6 +154,7 @@ impl Footer {
                     file_pos: r.u64()?,
                     compressed_len: r.u32()?,
                     raw_len: r.u32()?,
+                    compressed_crc: r.u32()?,
                     end_hash: r.hash()?,
                 })
             })()
@@ -171,9 +177,8 @@ impl Footer {
 
     fn check(&self, footer_pos: u64) -> Result<(), DamageKind> {
         let bad = |why: String| Err(DamageKind::Footer(why));
-        if self.last_offset < self.first_offset
-            || self.count != self.last_offset - self.first_offset + 1
-        {
+        let span = (self.last_offset.checked_sub(self.first_offset)).and_then(|d| d.checked_add(1));
+        if span != Some(self.count) {
             return bad("record count disagrees with the offset range".into());
         }
         if self.last_ts < self.first_ts {
@@ -213,8 +218,14 @@ impl Footer {
                     b.first_offset
                 ));
             }
-            next_offset = b.first_offset + u64::from(b.count);
-            next_pos = b.file_pos + u64::from(b.compressed_len);
+            let (Some(offset), Some(pos)) = (
+                b.first_offset.checked_add(u64::from(b.count)),
+                b.file_pos.checked_add(u64::from(b.compressed_len)),
+            ) else {
+                return bad(format!("block at offset {} overflows", b.first_offset));
+            };
+            next_offset = offset;
+            next_pos = pos;
             prev_ts = b.last_ts;
         }
         if next_pos != footer_pos {
@@ -295,6 +306,11 @@ pub fn decompress_block(compressed: &[u8], entry: &BlockEntry) -> Result<Vec<u8>
             "compressed length disagrees with the index".into(),
         ));
     }
+    if crc32c::crc32c(compressed) != entry.compressed_crc {
+        return Err(DamageKind::Block(
+            "checksum of the compressed bytes mismatches".into(),
+        ));
+    }
     let raw_len = entry.raw_len as usize;
     if raw_len > BLOCK_RAW_BYTES_MAX {
         return Err(DamageKind::Block("declared size too large".into()));
@@ -347,6 +363,12 @@ pub fn decode_block(
         let prefix = rest
             .get(head + len..head + len + 4)
             .ok_or_else(|| frame_err(offset, "record runs past the block"))?;
+        if records.is_empty() && delta != 0 {
+            return Err((offset, DamageKind::TimeOrder)); // first delta is relative to first_ts
+        }
+        if len == 0 {
+            return Err(frame_err(offset, "empty payload"));
+        }
         ts = i64::try_from(delta)
             .ok()
             .and_then(|d| ts.checked_add(d))
@@ -363,7 +385,9 @@ pub fn decode_block(
             hash,
         });
         chain = hash;
-        offset += 1;
+        offset = offset
+            .checked_add(1)
+            .ok_or_else(|| frame_err(offset, "offset overflows"))?;
         at += head + len + 4;
     }
     if records.len() != entry.count as usize {
@@ -435,13 +459,28 @@ impl<W: Write> SegmentBuilder<W> {
         version: u16,
         payload: &[u8],
     ) -> std::io::Result<[u8; 32]> {
+        let hash = chain_hash(&self.chain, offset, ts_us, version, payload);
+        self.push_hashed(offset, ts_us, version, payload, hash)?;
+        Ok(hash)
+    }
+
+    /// Like [`SegmentBuilder::push`] with a chain hash computed elsewhere (the sealer passes the
+    /// hash stored in the unsealed frame). A wrong hash yields a segment whose chain fails
+    /// verification; it is never silently accepted by readers.
+    pub fn push_hashed(
+        &mut self,
+        offset: u64,
+        ts_us: i64,
+        version: u16,
+        payload: &[u8],
+        hash: [u8; 32],
+    ) -> std::io::Result<()> {
         if offset != self.next_offset || ts_us < self.last_ts {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("record {offset} out of order while sealing"),
             ));
         }
-        let hash = chain_hash(&self.chain, offset, ts_us, version, payload);
         let block = self.block.get_or_insert(BlockEntry {
             first_offset: offset,
             count: 0,
@@ -450,6 +489,7 @@ impl<W: Write> SegmentBuilder<W> {
             file_pos: 0,
             compressed_len: 0,
             raw_len: 0,
+            compressed_crc: 0,
             end_hash: [0; 32],
         });
         varint::encode(&mut self.raw, payload.len() as u64);
@@ -480,7 +520,7 @@ impl<W: Write> SegmentBuilder<W> {
         if self.raw.len() >= self.block_target_bytes {
             self.flush_block()?;
         }
-        Ok(hash)
+        Ok(())
     }
 
     fn flush_block(&mut self) -> std::io::Result<()> {
@@ -492,6 +532,7 @@ impl<W: Write> SegmentBuilder<W> {
         block.file_pos = self.pos;
         block.compressed_len = compressed.len() as u32;
         block.raw_len = self.raw.len() as u32;
+        block.compressed_crc = crc32c::crc32c(&compressed);
         self.pos += compressed.len() as u64;
         self.raw.clear();
         self.blocks.push(block);
@@ -619,7 +660,7 @@ mod tests {
     proptest! {
         #[test]
         fn prop_round_trip(payloads in proptest::collection::vec(
-            proptest::collection::vec(any::<u8>(), 0..300), 1..60),
+            proptest::collection::vec(any::<u8>(), 1..300), 1..60),
             block in 1usize..2000, first in 0u64..1_000_000) {
             let recs: Vec<(i64, Vec<u8>)> = payloads.into_iter().enumerate()
                 .map(|(i, p)| (i as i64 * 7, p)).collect();

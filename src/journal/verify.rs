@@ -59,97 +59,131 @@ pub fn verify_dir(
         torn_tail_bytes: 0,
         damage: None,
     };
-    let mut expected = 0u64;
-    let mut last_ts = i64::MIN;
-    let fail = |report: &mut VerifyReport, offset, path: &Path, kind| {
-        report.damage = Some(Damage {
-            offset,
-            segment: path.to_path_buf(),
-            kind,
-        });
-        Ok(report.clone())
+    // One offset order over sealed and unsealed segments (a segment whose sealing failed stays
+    // unsealed between sealed ones).
+    let mut segments: Vec<(u64, Option<u64>, &Path)> = listing
+        .sealed
+        .iter()
+        .map(|(first, last, path)| (*first, Some(*last), path.as_path()))
+        .chain(
+            raws.iter()
+                .map(|(first, path)| (*first, None, path.as_path())),
+        )
+        .collect();
+    segments.sort_by_key(|s| s.0);
+    let mut walk = Walk {
+        expected: 0,
+        last_ts: i64::MIN,
+        max_payload,
     };
-    for (first, last, path) in &listing.sealed {
-        if *first != expected {
+    let count = segments.len();
+    for (i, (first, last, path)) in segments.into_iter().enumerate() {
+        if first != walk.expected {
             let kind = DamageKind::MissingSegment {
-                expected,
-                found: *first,
+                expected: walk.expected,
+                found: first,
             };
-            return fail(&mut report, expected, path, kind);
+            report.damage = Some(damage(walk.expected, path, kind));
+            return Ok(report);
         }
         let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
-        let footer = match decode_footer_from_file_bytes(&bytes) {
-            Ok(footer) => footer,
-            Err(kind) => return fail(&mut report, *first, path, kind),
+        let outcome = match last {
+            Some(last) => walk.sealed(&mut report, &bytes, first, last),
+            None => walk.unsealed(&mut report, &bytes, i + 1 == count),
         };
-        if footer.first_offset != *first || footer.last_offset != *last {
+        if let Err((offset, kind)) = outcome {
+            report.damage = Some(damage(offset, path, kind));
+            return Ok(report);
+        }
+        progress(report.records);
+    }
+    Ok(report)
+}
+
+fn damage(offset: u64, path: &Path, kind: DamageKind) -> Damage {
+    Damage {
+        offset,
+        segment: path.to_path_buf(),
+        kind,
+    }
+}
+
+/// Position of the walk: the next offset and the last timestamp seen.
+struct Walk {
+    expected: u64,
+    last_ts: i64,
+    max_payload: usize,
+}
+
+type Outcome = std::result::Result<(), (u64, DamageKind)>;
+
+impl Walk {
+    fn sealed(
+        &mut self,
+        report: &mut VerifyReport,
+        bytes: &[u8],
+        first: u64,
+        last: u64,
+    ) -> Outcome {
+        let footer = decode_footer_from_file_bytes(bytes).map_err(|k| (first, k))?;
+        if footer.first_offset != first || footer.last_offset != last {
             let kind = DamageKind::Footer("offsets disagree with the file name".into());
-            return fail(&mut report, *first, path, kind);
+            return Err((first, kind));
         }
         if footer.prev_hash != report.head_hash {
-            return fail(&mut report, *first, path, DamageKind::ChainBroken);
+            return Err((first, DamageKind::ChainBroken));
         }
-        if footer.first_ts < last_ts {
-            return fail(&mut report, *first, path, DamageKind::TimeOrder);
+        if footer.first_ts < self.last_ts {
+            return Err((first, DamageKind::TimeOrder));
         }
         for (i, entry) in footer.blocks.iter().enumerate() {
             let start = entry.file_pos as usize;
             let compressed = bytes
                 .get(start..start + entry.compressed_len as usize)
                 .unwrap_or(&[]);
-            let raw = match decompress_block(compressed, entry) {
-                Ok(raw) => raw,
-                Err(kind) => return fail(&mut report, entry.first_offset, path, kind),
-            };
-            match decode_block(&raw, entry, &footer.prev_hash_of_block(i)) {
-                Ok(records) => report.records += records.len() as u64,
-                Err((offset, kind)) => return fail(&mut report, offset, path, kind),
-            }
+            let raw = decompress_block(compressed, entry).map_err(|k| (entry.first_offset, k))?;
+            let records = decode_block(&raw, entry, &footer.prev_hash_of_block(i))?;
+            report.records += records.len() as u64;
         }
         report.head_hash = footer.last_hash;
-        last_ts = footer.last_ts;
-        expected = last + 1;
-        progress(report.records);
+        self.last_ts = footer.last_ts;
+        self.expected = last + 1;
+        Ok(())
     }
-    let raw_count = raws.len();
-    for (i, (first, path)) in raws.into_iter().enumerate() {
-        if *first != expected {
-            let kind = DamageKind::MissingSegment {
-                expected,
-                found: *first,
-            };
-            return fail(&mut report, expected, path, kind);
-        }
-        let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
+
+    fn unsealed(&mut self, report: &mut VerifyReport, bytes: &[u8], is_last: bool) -> Outcome {
         let mut pos = 0usize;
         while let Some(rest) = bytes.get(pos..).filter(|r| !r.is_empty()) {
-            let frame = match decode_frame(rest, max_payload) {
+            let frame = match decode_frame(rest, self.max_payload) {
                 Ok((frame, used)) => {
                     pos += used;
                     frame
                 }
-                Err(_) => {
-                    let scan = scan_raw(rest, expected, report.head_hash, max_payload, u64::MAX);
-                    let problem = scan.problem.map(|p| (p.kind, p.valid_after));
-                    match problem {
-                        Some((_, false)) if i + 1 == raw_count => {
-                            report.torn_tail_bytes = rest.len() as u64;
-                            break;
-                        }
-                        Some((kind, _)) => return fail(&mut report, expected, path, kind),
-                        None => unreachable!("decode failed, so the scan finds the problem"),
+                Err(e) => {
+                    let scan = scan_raw(
+                        rest,
+                        self.expected,
+                        report.head_hash,
+                        self.max_payload,
+                        u64::MAX,
+                    );
+                    let valid_after = scan.problem.is_some_and(|p| p.valid_after);
+                    if is_last && !valid_after {
+                        report.torn_tail_bytes = rest.len() as u64;
+                        return Ok(());
                     }
+                    return Err((self.expected, e.damage()));
                 }
             };
-            if frame.offset != expected {
+            if frame.offset != self.expected {
                 let kind = DamageKind::OffsetSequence {
-                    expected,
+                    expected: self.expected,
                     found: frame.offset,
                 };
-                return fail(&mut report, expected, path, kind);
+                return Err((self.expected, kind));
             }
-            if frame.ts_us < last_ts {
-                return fail(&mut report, expected, path, DamageKind::TimeOrder);
+            if frame.ts_us < self.last_ts {
+                return Err((self.expected, DamageKind::TimeOrder));
             }
             let hash = chain_hash(
                 &report.head_hash,
@@ -159,14 +193,13 @@ pub fn verify_dir(
                 frame.payload,
             );
             if hash != frame.hash {
-                return fail(&mut report, expected, path, DamageKind::ChainBroken);
+                return Err((self.expected, DamageKind::ChainBroken));
             }
             report.head_hash = hash;
             report.records += 1;
-            last_ts = frame.ts_us;
-            expected += 1;
+            self.last_ts = frame.ts_us;
+            self.expected += 1;
         }
-        progress(report.records);
+        Ok(())
     }
-    Ok(report)
 }

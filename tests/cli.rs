@@ -1,0 +1,264 @@
+//! Black-box tests of the `logbook` binary: exit codes (0 ok, 1 failure found, 2 bad input),
+//! refusals that write nothing, the NDJSON envelope, the writer lock across processes, verify
+//! and repair, and the demo.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn logbook(data: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A child that exits early (e.g. refused before reading) closes its stdin: not an error.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn events(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["events"];
+    all.extend_from_slice(args);
+    let out = logbook(data, &all, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn record_refuses_bad_lines_by_number_and_writes_only_good_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input =
+        "{\"type\":\"a\",\"n\":1}\nnot json\n[1,2]\n\n{\"ts\":\"x\"}\n  {\"type\":\"b\"}  \n";
+    let out = logbook(tmp.path(), &["--json", "record"], input);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("line 2: refused: invalid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("line 3: refused: expected a JSON object, found an array"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 5: refused: field \"ts\" is reserved"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"first": 0, "last": 1, "count": 2, "refused": 3})
+    );
+    let all = events(tmp.path(), &[]);
+    assert_eq!(all.len(), 2, "nothing of a refused line was written");
+    assert_eq!(all[0]["type"], "a");
+    assert_eq!(all[1]["offset"], 1);
+    assert_eq!(all[1]["schema_version"], 1);
+    let ts = all[1]["ts"].as_str().unwrap();
+    assert!(
+        ts.ends_with('Z') && ts.len() == "2026-11-22T23:40:00.123456Z".len(),
+        "{ts}"
+    );
+    // A fully refused input writes nothing at all.
+    let out = logbook(tmp.path(), &["record"], "{bad\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(events(tmp.path(), &[]).len(), 2);
+}
+
+#[test]
+fn events_from_until_and_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input: String = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"type\":\"{}\",\"i\":{i}}}\n",
+                if i % 5 == 0 {
+                    "upgrade.phase_changed"
+                } else {
+                    "task.progress"
+                }
+            )
+        })
+        .collect();
+    let out = logbook(tmp.path(), &["record", "--durability", "none"], &input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "recorded 50 events: offsets 0..=49"
+    );
+    let got = events(tmp.path(), &["--from", "10", "--until", "19"]);
+    let offsets: Vec<u64> = got.iter().map(|e| e["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, (10..=19).collect::<Vec<_>>());
+    let upgrades = events(tmp.path(), &["--types", "upgrade.*"]);
+    assert_eq!(upgrades.len(), 10);
+    let first_ts = events(tmp.path(), &[])[0]["ts"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(events(tmp.path(), &["--from", &first_ts]).len(), 50);
+    assert_eq!(events(tmp.path(), &["--from", "latest"]).len(), 0);
+    for bad in [
+        &["events", "--from", "99"][..],
+        &["events", "--from", "yesterday"],
+        &["events", "--types", "a,,b"],
+    ] {
+        let out = logbook(tmp.path(), bad, "");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).starts_with("error: "));
+    }
+    let missing = tmp.path().join("nowhere");
+    let out = logbook(&missing, &["events"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no journal at"));
+}
+
+#[test]
+fn verify_names_the_first_bad_offset_and_repair_fixes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input: String = (0..20).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    assert!(logbook(tmp.path(), &["record"], &input).status.success());
+    let out = logbook(tmp.path(), &["verify"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("ok: 20 records"));
+
+    // Flip a payload byte of record 12 in the unsealed segment.
+    let journal = tmp.path().join("journal");
+    let log = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&log).unwrap();
+    let frame = bytes.len() / 20;
+    bytes[frame * 12 + 60] ^= 0x20;
+    std::fs::write(&log, &bytes).unwrap();
+    let out = logbook(tmp.path(), &["--json", "verify"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["damage"]["offset"], 12);
+    assert_eq!(report["damage"]["kind"], "checksum");
+    // The writer refuses to append over damage...
+    let out = logbook(tmp.path(), &["record"], "{\"after\":true}\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("journal damaged at offset 12"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ...until told to repair, which is recorded.
+    let out = logbook(tmp.path(), &["repair"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("from offset 12"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(logbook(tmp.path(), &["verify"], "").status.code(), Some(0));
+    let all = events(tmp.path(), &[]);
+    assert_eq!(all.len(), 13);
+    assert_eq!(all[12]["type"], "journal.repaired");
+}
+
+#[test]
+fn second_writer_process_is_refused_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .arg("--data")
+        .arg(tmp.path())
+        .args(["record", "--acks"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = holder.stdin.take().unwrap();
+    writeln!(stdin, "{{\"first\":true}}").unwrap();
+    // Wait for the ack: the holder has the lock and is still running.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("\"first\":0"), "{line}");
+    let out = logbook(tmp.path(), &["record"], "{\"second\":true}\n");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("locked by another writer (pid {})", holder.id())),
+        "{stderr}"
+    );
+    // Readers are not blocked by the writer.
+    assert_eq!(events(tmp.path(), &[]).len(), 1);
+    drop(stdin);
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(
+        events(tmp.path(), &[]).len(),
+        1,
+        "the refused writer wrote nothing"
+    );
+}
+
+#[test]
+fn demo_runs_an_upgrade_and_a_failed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = logbook(tmp.path(), &["demo", "--speed", "200", "--exit"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("completed") && stdout.contains("verify: ok"),
+        "{stdout}"
+    );
+    let done = events(tmp.path(), &["--types", "upgrade.*"]);
+    assert_eq!(done.first().unwrap()["type"], "upgrade.started");
+    assert_eq!(done.last().unwrap()["type"], "upgrade.completed");
+
+    let out = logbook(
+        tmp.path(),
+        &[
+            "demo",
+            "--speed",
+            "200",
+            "--fail-at",
+            "validation",
+            "--exit",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("FAILED in Validation"));
+    let failed = events(tmp.path(), &["--types", "task.failed,upgrade.failed"]);
+    assert!(failed.iter().any(|e| e["task_id"] == "validate-slo"));
+    assert_eq!(failed.last().unwrap()["type"], "upgrade.failed");
+    let rollback = events(tmp.path(), &["--types", "task.completed"]);
+    assert!(rollback.iter().any(|e| e["task_id"] == "rollback"));
+
+    let out = logbook(tmp.path(), &["demo", "--fail-at", "lunch"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown phase \"lunch\""));
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["record", "--durability", "sometimes"][..],
+        &["--segment-bytes", "10", "record"],
+        &["frobnicate"],
+    ] {
+        let out = logbook(tmp.path(), args, "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
