@@ -7,26 +7,16 @@
 //! `tools/requirements.txt`). A missing venv fails the test: it is never skipped silently.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::process::Command;
 
+use logbook::journal::record::{GENESIS_HASH, PAYLOAD_BYTES_MAX, encode_frame};
+use logbook::journal::segment::{decode_footer_from_file_bytes, decode_segment};
 use logbook::journal::{Durability, Journal, JournalConfig, verify_dir};
 
 /// Records appended in the first session (several sealed segments), then in the second (the
 /// active unsealed segment).
 const FIRST_SESSION: u64 = 4000;
 const SECOND_SESSION: u64 = 40;
-
-/// Keeps journal builds (open, close, reopen) apart from spawning the Python verifier. The writer
-/// lock is an `flock`, which belongs to the open file description: a child being spawned by
-/// another test thread holds a copy of the lock file's descriptor until it execs, so a journal
-/// closed and reopened in that window finds its own lock still held (`Locked` naming this very
-/// process).
-static FORK_GUARD: Mutex<()> = Mutex::new(());
-
-fn fork_guard() -> MutexGuard<'static, ()> {
-    FORK_GUARD.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn config() -> JournalConfig {
     JournalConfig {
@@ -51,15 +41,11 @@ fn payload(i: u64) -> String {
 /// Builds a journal with several sealed segments and an active unsealed one holding records;
 /// returns the number of records.
 fn build_journal(dir: &Path) -> u64 {
-    let _guard = fork_guard();
+    // With Durability::None a tight loop makes large write batches; the flusher splits them at
+    // segment boundaries, so segments still roll near segment_bytes.
     let journal = Journal::open(dir, config()).unwrap();
     for i in 0..FIRST_SESSION {
         journal.append(payload(i)).unwrap();
-        // Keep write batches small so segments roll near segment_bytes (a roll is checked once
-        // per batch, and with Durability::None a tight loop would make one huge batch).
-        if i % 64 == 63 {
-            journal.wait_visible().unwrap();
-        }
     }
     journal.close().unwrap();
     let mut total = FIRST_SESSION;
@@ -148,8 +134,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `verify_dir` with the format's hard payload limit, as `logbook verify` calls it.
 fn library_verdict(dir: &Path) -> (Verdict, u64) {
-    let report = verify_dir(dir, JournalConfig::default().max_record_bytes, &mut |_| {}).unwrap();
+    let report = verify_dir(dir, PAYLOAD_BYTES_MAX, &mut |_| {}).unwrap();
     let verdict = match &report.damage {
         None => Verdict::Ok {
             records: report.records,
@@ -174,26 +161,15 @@ fn python() -> PathBuf {
     python
 }
 
-/// Runs tools/verify_journal.py; returns its verdict and its stderr.
+/// Runs tools/verify_journal.py with its default payload limit (which must be the format's hard
+/// limit, as for `library_verdict`); returns its verdict and its stderr.
 fn independent_verdict(dir: &Path) -> (Verdict, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/verify_journal.py");
-    let python = python();
-    let mut command = Command::new(python);
-    command
+    let out = Command::new(python())
         .arg(&script)
-        .arg("--max-record-bytes")
-        .arg(JournalConfig::default().max_record_bytes.to_string())
-        .arg(dir);
-    let child = {
-        // Held only until the child has exec'd (spawn returns after exec).
-        let _guard = fork_guard();
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let out = child.wait_with_output().unwrap();
+        .arg(dir)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let fields: Vec<&str> = stdout.split_whitespace().collect();
@@ -252,7 +228,7 @@ fn flipped_byte_in_sealed_segment_same_first_bad_offset() {
         panic!("a flipped byte in {} went unnoticed", victim.display());
     };
     // The middle of a sealed segment is compressed block data (the footer is a few hundred
-    // bytes at the end), which zstd's content checksum rejects.
+    // bytes at the end), which the index entry's CRC-32C of the compressed bytes rejects.
     assert_eq!(kind, "block");
     let next = &sealed[sealed.len() / 2 + 1];
     assert!(
@@ -351,6 +327,107 @@ fn flipped_byte_in_footer_is_named_by_both() {
         Verdict::Damaged {
             offset: 0,
             kind: "footer".into()
+        }
+    );
+}
+
+/// Bit 4 (0x10) of a zstd Frame_Header_Descriptor is unused: libzstd ignores it, so flipping it
+/// changes the block's bytes but not what it decompresses to. The CRC-32C of the compressed
+/// bytes in the block index must still catch it, before decompression, as `block` damage at the
+/// block's first offset.
+#[test]
+fn unused_zstd_header_bit_is_block_damage_for_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _ = build_journal(tmp.path());
+    let copy = copy_dir(tmp.path());
+    let (sealed, _) = segment_files(copy.path());
+    let victim = &sealed[sealed.len() / 2];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let footer = decode_footer_from_file_bytes(&bytes).unwrap();
+    assert!(
+        footer.blocks.len() >= 2,
+        "expected several blocks per segment"
+    );
+    let entry = &footer.blocks[1];
+    let start = entry.file_pos as usize;
+    let end = start + entry.compressed_len as usize;
+    assert_eq!(
+        bytes[start..start + 4],
+        [0x28, 0xb5, 0x2f, 0xfd],
+        "zstd magic"
+    );
+    let descriptor = start + 4;
+    assert_eq!(
+        bytes[descriptor] & 0x10,
+        0,
+        "the unused bit is written as 0"
+    );
+    let original = zstd::bulk::decompress(&bytes[start..end], entry.raw_len as usize).unwrap();
+    bytes[descriptor] ^= 0x10;
+    // The premise: zstd alone would not notice.
+    let flipped = zstd::bulk::decompress(&bytes[start..end], entry.raw_len as usize).unwrap();
+    assert_eq!(
+        flipped, original,
+        "zstd no longer ignores the unused header bit"
+    );
+    std::fs::write(victim, &bytes).unwrap();
+    let (verdict, _, _) = both_agree(copy.path());
+    assert_eq!(
+        verdict,
+        Verdict::Damaged {
+            offset: entry.first_offset,
+            kind: "block".into()
+        }
+    );
+}
+
+/// A segment whose sealing failed stays unsealed between sealed ones (spec section 4): both
+/// verifiers walk it in offset order, and since it is not the last segment, a cut in it is
+/// damage, never a torn tail.
+#[test]
+fn unsealed_segment_between_sealed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _ = build_journal(tmp.path());
+    let (expected, _, _) = both_agree(tmp.path());
+    assert!(matches!(expected, Verdict::Ok { .. }));
+
+    // Replace a middle sealed segment by the unsealed segment it was sealed from.
+    let copy = copy_dir(tmp.path());
+    let (sealed, _) = segment_files(copy.path());
+    let victim = &sealed[sealed.len() / 2];
+    let (footer, records) = decode_segment(&std::fs::read(victim).unwrap()).unwrap();
+    assert_ne!(footer.prev_hash, GENESIS_HASH);
+    let mut frames = Vec::new();
+    let mut chain = footer.prev_hash;
+    for r in &records {
+        chain = encode_frame(
+            &mut frames,
+            &chain,
+            r.offset,
+            r.ts_us,
+            r.schema_version,
+            &r.payload,
+        );
+    }
+    assert_eq!(chain, footer.last_hash);
+    let log = copy.path().join(format!("{:020}.log", footer.first_offset));
+    std::fs::remove_file(victim).unwrap();
+    std::fs::write(&log, &frames).unwrap();
+    let (verdict, torn, _) = both_agree(copy.path());
+    assert_eq!(
+        verdict, expected,
+        "same records and head as the sealed journal"
+    );
+    assert_eq!(torn, 0);
+
+    // Cut its last frame short: not the last segment, so damage at that record.
+    std::fs::write(&log, &frames[..frames.len() - 10]).unwrap();
+    let (verdict, _, _) = both_agree(copy.path());
+    assert_eq!(
+        verdict,
+        Verdict::Damaged {
+            offset: footer.last_offset,
+            kind: "frame".into()
         }
     );
 }

@@ -740,10 +740,45 @@ fn segment_left_unsealed_between_sealed_ones_is_read_verified_and_sealed_on_open
     let report = verify(tmp.path());
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.records, 300);
+    // Time seeks find records in the unsealed segment between sealed ones (read-only: the
+    // writer would seal it on open).
+    let ro = Journal::open_read_only(tmp.path(), JournalConfig::default()).unwrap();
+    let mut reader = ro.reader(StartAt::Earliest).unwrap();
+    let mut stamps = Vec::new();
+    while let Some(r) = reader.next().unwrap() {
+        stamps.push(r.ts_us);
+    }
+    for probe in [
+        0,
+        footer.first_offset,
+        footer.first_offset + 3,
+        footer.last_offset,
+        299,
+    ] {
+        let t = stamps[probe as usize];
+        let expected = stamps.iter().position(|s| *s >= t).unwrap() as u64;
+        let position = ro.reader(StartAt::Time(t)).unwrap().position();
+        assert_eq!(position, expected, "probe {probe}");
+    }
+    drop(ro);
     let journal = Journal::open(tmp.path(), JournalConfig::default()).unwrap();
     assert_eq!(read_all(&journal, StartAt::Earliest).len(), 300);
     journal.append(payload(300)).unwrap();
     journal.close().unwrap();
     assert!(!raw.exists(), "sealed on open");
     assert_eq!(verify(tmp.path()).records, 301);
+}
+
+#[test]
+fn replayed_final_frame_is_damage_not_a_torn_tail() {
+    // A valid frame in the wrong place was not torn by a crash: open and verify agree.
+    let (tmp, _) = damaged_active(|b, r| {
+        let copy = b[r[5].clone()].to_vec();
+        b.extend_from_slice(&copy);
+    });
+    assert_damage_at(tmp.path(), 10, "offset_sequence");
+    match Journal::open(tmp.path(), JournalConfig::default()) {
+        Err(JournalError::Damaged(d)) => assert_eq!(d.offset, 10),
+        other => panic!("expected damage, got {other:?}"),
+    }
 }

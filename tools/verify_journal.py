@@ -36,14 +36,16 @@ import zstandard
 FRAME_PREFIX = 8  # len u32 + crc u32
 BODY_FIXED = 50  # offset u64 + ts i64 + schema_version u16 + hash [32]
 GENESIS = bytes(32)
-DEFAULT_MAX_RECORD_BYTES = 4 << 20
+# The format's hard payload limit (PAYLOAD_BYTES_MAX, 16 MiB): decoders accept payloads up to it
+# whatever max_record_bytes the journal was appended with (that is an append-side limit).
+DEFAULT_MAX_RECORD_BYTES = 16 << 20
 
 SEGMENT_MAGIC = b"LBKSEG01"
 TRAILER_MAGIC = b"LBKEND01"
 TRAILER_BYTES = 16
 FOOTER_VERSION = 1
 FOOTER_FIXED = 110
-BLOCK_ENTRY = 76
+BLOCK_ENTRY = 80
 BLOCK_RAW_MAX = 64 << 20
 
 U64_MAX = (1 << 64) - 1
@@ -53,7 +55,7 @@ I64_MAX = (1 << 63) - 1
 FRAME_HEAD = struct.Struct("<II")
 FRAME_FIXED = struct.Struct("<QqH")
 FOOTER_HEAD = struct.Struct("<HQQQqq32s32sI")  # 110 bytes
-ENTRY = struct.Struct("<QIqqQII32s")  # 76 bytes
+ENTRY = struct.Struct("<QIqqQIII32s")  # 80 bytes
 assert FOOTER_HEAD.size == FOOTER_FIXED and ENTRY.size == BLOCK_ENTRY
 
 # --- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, init and xorout 0xFFFFFFFF) ------------
@@ -166,7 +168,8 @@ def decode_frame(buf: memoryview, pos: int, max_payload: int) -> Frame:
     if pos + FRAME_PREFIX > end:
         raise FrameError("frame", "frame cut short (prefix)")
     body_len, crc = FRAME_HEAD.unpack_from(buf, pos)
-    if body_len < BODY_FIXED or body_len - BODY_FIXED > max_payload:
+    # An empty payload (body_len == 50) is a bad length too: writers never append one.
+    if body_len <= BODY_FIXED or body_len - BODY_FIXED > max_payload:
         raise FrameError("frame", f"impossible length {body_len}")
     body_end = pos + FRAME_PREFIX + body_len
     if body_end > end:
@@ -235,6 +238,7 @@ class BlockEntry:
     file_pos: int
     compressed_len: int
     raw_len: int
+    compressed_crc: int
     end_hash: bytes
 
     @property
@@ -295,6 +299,7 @@ def check_footer(f: Footer, footer_pos: int) -> None:
     if f.last_offset < f.first_offset or f.count != f.last_offset - f.first_offset + 1:
         _bad_footer("record count disagrees with the offset range")
     if f.last_offset >= U64_MAX:
+        # The offset after the last block (last_offset + 1) must fit in u64 (F6, F11).
         _bad_footer("last offset leaves no room for a successor (must be < 2^64 - 1)")
     if f.last_ts < f.first_ts:
         _bad_footer("time range runs backwards")
@@ -329,8 +334,15 @@ _ZSTD_FEED = 2048  # input fed per call, bounding output overshoot of a forged b
 
 
 def decompress_block(compressed: bytes, entry: BlockEntry) -> bytes:
-    """Spec 6.2: the block is a sequence of complete zstd frames (the writer emits exactly one,
-    with a content checksum, which libzstd verifies) whose output is exactly raw_len bytes."""
+    """Spec 6.2 and rules B1-B2: the CRC-32C of the compressed bytes matches the index entry
+    (checked before decompression, so even a byte zstd would ignore, such as an unused
+    frame-header bit, is caught); then the block is a sequence of complete zstd frames (the
+    writer emits exactly one, with a content checksum, which libzstd verifies) whose output is
+    exactly raw_len bytes."""
+    if len(compressed) != entry.compressed_len:
+        damage_at(entry.first_offset, "block", "compressed length disagrees with the index")
+    if crc32c(compressed) != entry.compressed_crc:
+        damage_at(entry.first_offset, "block", "checksum of the compressed bytes mismatches")
     out = bytearray()
     pos, size = 0, len(compressed)
     try:
@@ -367,7 +379,7 @@ def varint(buf: bytes, at: int):
 
 
 def decode_block(raw: bytes, entry: BlockEntry, prev_hash: bytes) -> bytes:
-    """Spec 6.3 and rules B2-B8 (7.3): decodes every record, recomputing the chain from
+    """Spec 6.3 and rules B3-B11 (7.3): decodes every record, recomputing the chain from
     `prev_hash`; returns the block's end hash."""
     at, n, chain, ts, offset = 0, 0, prev_hash, entry.first_ts, entry.first_offset
     while at < len(raw):
@@ -387,6 +399,11 @@ def decode_block(raw: bytes, entry: BlockEntry, prev_hash: bytes) -> bytes:
         payload_end = cur + length
         if payload_end + 4 > len(raw):
             damage_at(offset, "frame", "record runs past the block")
+        if n == 0 and delta != 0:
+            # The first record's delta is relative to the entry's first_ts and must be 0.
+            damage_at(offset, "time_order", "first record of the block has a nonzero time delta")
+        if length == 0:
+            damage_at(offset, "frame", "empty payload")
         if delta > I64_MAX or ts + delta > I64_MAX:
             damage_at(offset, "time_order", "time delta out of range")
         ts += delta
@@ -479,6 +496,7 @@ def verify_raw(path: str, is_last: bool, st: State, max_payload: int) -> None:
 
 
 def verify_dir(directory: str, max_payload: int) -> State:
+    """Spec 8.3: every non-superseded segment, sealed or not, in one offset order."""
     sealed, raws = [], []
     for name in os.listdir(directory):
         parsed = parse_name(name)
@@ -497,29 +515,31 @@ def verify_dir(directory: str, max_payload: int) -> State:
     for first, path in raws:
         if first in sealed_firsts:
             print(f"note: ignoring {path}, superseded by its sealed twin", file=sys.stderr)
-    raws = [r for r in raws if r[0] not in sealed_firsts]
+    # One offset order over sealed and unsealed segments: normally every unsealed one comes after
+    # the sealed ones, but a segment whose sealing failed stays unsealed between sealed ones.
+    # Sealed segments sharing a `first` keep their (first, last) order (the sort is stable).
+    segments = [(first, last, path) for first, last, path in sealed] + [
+        (first, None, path) for first, path in raws if first not in sealed_firsts
+    ]
+    segments.sort(key=lambda seg: seg[0])
 
     st = State()
-
-    def contiguous(first: int, path: str) -> None:
-        if first != st.expected:
-            raise Damage(
-                st.expected,
-                "missing_segment",
-                f"missing segment: offsets jump from {st.expected} to {first}",
-                path,
-            )
-
     current = ""
     try:
-        for first, last, path in sealed:
+        for i, (first, last, path) in enumerate(segments):
             current = path
-            contiguous(first, path)
-            verify_sealed(path, first, last, st)
-        for i, (first, path) in enumerate(raws):
-            current = path
-            contiguous(first, path)
-            verify_raw(path, i + 1 == len(raws), st, max_payload)
+            if first != st.expected:
+                raise Damage(
+                    st.expected,
+                    "missing_segment",
+                    f"missing segment: offsets jump from {st.expected} to {first}",
+                    path,
+                )
+            if last is not None:
+                verify_sealed(path, first, last, st)
+            else:
+                # Only the last segment overall can end in a torn tail.
+                verify_raw(path, i + 1 == len(segments), st, max_payload)
     except Damage as d:
         d.path = d.path or current
         raise
@@ -533,8 +553,8 @@ def main(argv=None) -> int:
         "--max-record-bytes",
         type=int,
         default=DEFAULT_MAX_RECORD_BYTES,
-        help="largest payload a frame may declare (the journal's max_record_bytes; "
-        "default %(default)s)",
+        help="largest payload an unsealed frame may declare (default %(default)s: the format's "
+        "hard limit PAYLOAD_BYTES_MAX, 16 MiB, which `logbook verify` uses too)",
     )
     args = parser.parse_args(argv)
     try:

@@ -49,7 +49,11 @@ pub fn run(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
     // verify_dir throughput.
     let before = CpuSnapshot::take();
     let start = Instant::now();
-    let verified = verify_dir(&path, config.max_record_bytes, &mut |_| {})?;
+    let verified = verify_dir(
+        &path,
+        logbook::journal::record::PAYLOAD_BYTES_MAX,
+        &mut |_| {},
+    )?;
     let verify_time = start.elapsed();
     let verify_cpu = CpuSnapshot::take().since(&before);
     anyhow::ensure!(

@@ -1,9 +1,9 @@
 //! Fuzzes the frame decoder of unsealed segments (`logbook::journal::record::decode_frame`).
 //!
-//! Any input: decoding must not panic. A decoded frame must account for its bytes exactly, and
-//! re-encoding its fields (`encode_frame`, with a prev hash taken from the input) must give a
-//! frame that differs from the input only in `crc` and `hash`, decodes to the same fields, and
-//! is a fixed point of decode + encode.
+//! Any input: decoding must not panic. A decoded frame must have a non-empty payload and account
+//! for its bytes exactly, and re-encoding its fields (`encode_frame`, with a prev hash taken from
+//! the input) must give a frame that differs from the input only in `crc` and `hash`, decodes to
+//! the same fields, and is a fixed point of decode + encode.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(used <= data.len(), "frame claims bytes beyond the input");
     assert_eq!(used, FRAME_OVERHEAD_BYTES + frame.payload.len());
     assert!(frame.payload.len() <= MAX_PAYLOAD);
+    assert!(
+        !frame.payload.is_empty(),
+        "an empty payload must be a bad length"
+    );
     assert_eq!(&data[FRAME_OVERHEAD_BYTES..used], frame.payload);
 
     // Every strict prefix of a valid frame is incomplete (a torn write), never another error.

@@ -1,7 +1,9 @@
 //! Fuzzes the sealed-segment decoders (`logbook::journal::segment`): `decode_segment` on
 //! arbitrary bytes (as given, and behind the segment magic so the fuzzer starts past it) and
 //! `Footer::decode` on its own. Neither may panic, whatever the input. Whatever they accept must
-//! satisfy the format's invariants (schemas/journal-format.md, section 7).
+//! satisfy the format's invariants (schemas/journal-format.md, section 7): dense offsets, time
+//! order, each block's first record at its entry's `first_ts`, non-empty payloads, and a chain
+//! linking `prev_hash` to `last_hash`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,6 +29,10 @@ fuzz_target!(|data: &[u8]| {
             );
             assert!(!footer.blocks.is_empty());
             assert_eq!(footer.count, footer.last_offset - footer.first_offset + 1);
+            assert!(
+                footer.last_offset < u64::MAX,
+                "no room for a successor offset"
+            );
         }
     }
 });
@@ -36,6 +42,15 @@ fn check_segment(file: &[u8]) {
         return;
     };
     assert_eq!(records.len() as u64, footer.count);
+    // Each block's first record sits exactly at the entry's first_ts (its delta must be 0).
+    for b in &footer.blocks {
+        let first = &records[(b.first_offset - footer.first_offset) as usize];
+        assert_eq!(
+            first.ts_us, b.first_ts,
+            "block at {} starts off its first_ts",
+            b.first_offset
+        );
+    }
     let mut prev = footer.prev_hash;
     let mut last_ts = footer.first_ts;
     for (i, r) in records.iter().enumerate() {
@@ -45,6 +60,11 @@ fn check_segment(file: &[u8]) {
             "offsets are not dense"
         );
         assert!(r.ts_us >= last_ts, "time runs backwards at {}", r.offset);
+        assert!(
+            !r.payload.is_empty(),
+            "empty payload accepted at {}",
+            r.offset
+        );
         assert_eq!(
             r.hash,
             chain_hash(&prev, r.offset, r.ts_us, r.schema_version, &r.payload),

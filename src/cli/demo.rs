@@ -188,7 +188,12 @@ struct Run<'a> {
 impl Run<'_> {
     fn record(&mut self, mut event: Value) -> anyhow::Result<()> {
         if let Some(map) = event.as_object_mut() {
-            map.insert("upgrade_id".into(), Value::String(self.upgrade_id.clone()));
+            // Right after "type", as in DESIGN.md's examples.
+            map.shift_insert(
+                1,
+                "upgrade_id".into(),
+                Value::String(self.upgrade_id.clone()),
+            );
         }
         self.journal.append(event.to_string())?;
         self.events += 1;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::catalog::{FooterCell, SegmentState};
+use super::catalog::{FooterCell, SegmentEntry, SegmentState};
 use super::error::{Damage, DamageKind, JournalError, Result};
 use super::record::{Record, chain_hash, decode_frame};
 use super::recovery::read_footer;
@@ -292,57 +292,76 @@ impl Reader {
     }
 
     /// Offset of the first committed record with `ts_us >= ts` (the end if none).
+    ///
+    /// Timestamps never decrease along offsets, so a binary search over the segments by their
+    /// last timestamp finds the one segment to look into: a sealed segment's comes from its
+    /// footer (O(log n) footers read), an unsealed one's from decoding it (only the active
+    /// segment, or one whose sealing failed, is unsealed). Inside a sealed segment the block
+    /// index narrows it to one block; an unsealed one is scanned.
     fn seek_time(&mut self, ts: i64) -> Result<u64> {
         let end = self.shared.visible.get();
         let segments = self.shared.catalog().segments.clone();
-        // Sealed segments: binary search on their footers' last timestamps (loads O(log n)).
-        let sealed: Vec<_> = segments
-            .iter()
-            .filter_map(|s| match &s.state {
-                SegmentState::Sealed { footer, .. } => Some((s.first, &s.path, footer)),
-                SegmentState::Raw { .. } => None,
-            })
-            .collect();
-        let (mut lo, mut hi) = (0usize, sealed.len());
+        let (mut lo, mut hi) = (0usize, segments.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let Some((_, path, cell)) = sealed.get(mid) else {
+            let Some(entry) = segments.get(mid) else {
                 break;
             };
-            if self.footer(path, cell)?.last_ts < ts {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+            match self.last_ts_of(entry)? {
+                Some(last) if last < ts => lo = mid + 1,
+                None if mid + 1 == segments.len() => hi = mid, // empty active segment
+                None => lo = mid + 1,
+                Some(_) => hi = mid,
             }
         }
-        if let Some((first, path, cell)) = sealed.get(lo) {
-            let footer = self.footer(path, cell)?;
-            if let Some(i) = footer.block_for_time(ts) {
-                self.fill_block(*first, path, &footer, i)?;
-                let found = self.block.iter().find(|r| r.ts_us >= ts).map(|r| r.offset);
-                self.block.clear();
-                if let Some(offset) = found {
-                    return Ok(offset);
-                }
-            }
-        }
-        // Unsealed segments: scan forward from the first of them.
-        let first_raw = segments.iter().find_map(|s| match s.state {
-            SegmentState::Raw { .. } => Some(s.first),
-            SegmentState::Sealed { .. } => None,
-        });
-        let Some(first_raw) = first_raw else {
+        let Some(entry) = segments.get(lo) else {
             return Ok(end);
         };
-        self.next = first_raw;
-        while let Some(record) = self.next()? {
-            if record.ts_us >= ts {
+        match &entry.state {
+            SegmentState::Sealed { footer, .. } => {
+                let footer = self.footer(&entry.path, footer)?;
+                if let Some(i) = footer.block_for_time(ts) {
+                    self.fill_block(entry.first, &entry.path, &footer, i)?;
+                    let found = self.block.iter().find(|r| r.ts_us >= ts).map(|r| r.offset);
+                    self.block.clear();
+                    if let Some(offset) = found {
+                        return Ok(offset);
+                    }
+                }
+                Ok(entry.end())
+            }
+            SegmentState::Raw { .. } => {
+                self.next = entry.first;
+                let stop = entry.end().min(end);
+                while self.next < stop {
+                    let Some(record) = self.next()? else { break };
+                    if record.ts_us >= ts {
+                        self.raw = None;
+                        return Ok(record.offset);
+                    }
+                }
                 self.raw = None;
-                self.block.clear();
-                return Ok(record.offset);
+                Ok(self.next.max(stop))
             }
         }
-        Ok(self.next)
+    }
+
+    /// The last committed timestamp of a segment (`None` for an empty one).
+    fn last_ts_of(&mut self, entry: &SegmentEntry) -> Result<Option<i64>> {
+        match &entry.state {
+            SegmentState::Sealed { footer, .. } => {
+                Ok(Some(self.footer(&entry.path, footer)?.last_ts))
+            }
+            SegmentState::Raw { next, .. } if *next == entry.first => Ok(None),
+            SegmentState::Raw { next, .. } => {
+                // Read the segment's last record through the ordinary (verifying) path.
+                let saved = (self.next, self.raw.take());
+                self.next = next - 1;
+                let last = self.next().map(|r| r.map(|r| r.ts_us));
+                (self.next, self.raw) = saved;
+                last
+            }
+        }
     }
 }
 

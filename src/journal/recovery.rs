@@ -159,11 +159,17 @@ pub fn scan_raw(
             }
             Err(e) => e.damage(),
         };
+        // A frame that decodes (checksum good) but sits in the wrong place was not torn by a
+        // crash: torn writes fail their checksum or end early. So it is damage, never a torn tail.
+        let decodes = matches!(
+            kind,
+            DamageKind::OffsetSequence { .. } | DamageKind::TimeOrder
+        );
         scan.problem = Some(Problem {
             pos: scan.end,
             offset: scan.next,
             kind,
-            valid_after: valid_frame_after(bytes, scan.end, scan.next, max_payload),
+            valid_after: decodes || valid_frame_after(bytes, scan.end, scan.next, max_payload),
         });
         break;
     }
@@ -173,7 +179,7 @@ pub fn scan_raw(
 /// Whether any position at or after `from` holds a frame that decodes with an offset at or
 /// beyond `next` (and plausibly close to it). Cheap filters run before the checksum.
 fn valid_frame_after(bytes: &[u8], from: usize, next: u64, max_payload: usize) -> bool {
-    let plausible = (bytes.len() / FRAME_OVERHEAD_BYTES) as u64 + 1;
+    let plausible = (bytes.len().saturating_sub(from) / FRAME_OVERHEAD_BYTES) as u64 + 1;
     (from..bytes.len()).any(|pos| {
         let rest = bytes.get(pos..).unwrap_or(&[]);
         peek_offset(rest).is_some_and(|o| o >= next && o - next <= plausible)

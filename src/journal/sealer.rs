@@ -86,17 +86,15 @@ fn seal(shared: &Shared, job: &SealJob) -> Result<()> {
                 },
             ));
         }
-        let hash = builder
-            .push(
+        builder
+            .push_hashed(
                 frame.offset,
                 frame.ts_us,
                 frame.schema_version,
                 frame.payload,
+                frame.hash,
             )
             .map_err(|_| damage(expected, DamageKind::TimeOrder))?;
-        if hash != frame.hash {
-            return Err(damage(expected, DamageKind::ChainBroken));
-        }
         pos += used;
         expected += 1;
     }

@@ -3,8 +3,9 @@
 //!
 //! Read-only and lock-free, so it can run beside a live writer (it then checks what was
 //! committed when it listed the directory). It reports the first offset that cannot be trusted
-//! and the kind of damage; a torn tail at the very end of the last unsealed segment is reported
-//! separately (it is an unacknowledged write cut short, cut on the next open) and is not damage.
+//! and the kind of damage; a torn tail at the very end of the last segment (which is then
+//! unsealed) is reported separately: it is an unacknowledged write cut short, cut on the next
+//! open, and not damage.
 
 use std::path::{Path, PathBuf};
 

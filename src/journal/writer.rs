@@ -262,10 +262,21 @@ impl Flusher {
             let closing = {
                 let mut seq = shared.lock_seq();
                 if seq.pending.is_empty() && !seq.closing {
-                    let timeout = self
+                    let now = Instant::now();
+                    let timer = self
                         .next_deadline()
-                        .map(|d| d.saturating_duration_since(Instant::now()));
-                    seq = self.wait_for_data(seq, 1, timeout);
+                        .map(|d| d.saturating_duration_since(now));
+                    if self.gathering() {
+                        // Expect last batch's producers back: one sleep until all are here.
+                        let gather = self.gather_window();
+                        let timeout = timer.map_or(gather, |t| t.min(gather));
+                        seq = self.wait_for_data(seq, self.last_batch_records, Some(timeout));
+                        if seq.pending_records == 0 {
+                            self.last_batch_records = 1; // went quiet: wake on the first record
+                        }
+                    } else {
+                        seq = self.wait_for_data(seq, 1, timer);
+                    }
                 }
                 seq = self.gather(seq);
                 std::mem::swap(&mut seq.pending, &mut buf);
@@ -314,11 +325,12 @@ impl Flusher {
     /// number of concurrent producers. The wait is bounded by half the last fsync's duration
     /// (at most 2 ms), so a lone producer never waits: its batch of one is already there.
     fn gather<'a>(&mut self, mut seq: MutexGuard<'a, Sequencer>) -> MutexGuard<'a, Sequencer> {
-        if self.shared.config.durability != Durability::Sync || seq.pending_records == 0 {
+        if !self.gathering() || seq.pending_records == 0 {
+            self.last_batch_records = seq.pending_records.max(1);
             return seq;
         }
         let target = self.last_batch_records;
-        let deadline = Instant::now() + (self.last_fsync / 2).min(GATHER_MAX);
+        let deadline = Instant::now() + self.gather_window();
         while seq.pending_records < target && !seq.closing {
             let now = Instant::now();
             if now >= deadline {
@@ -326,8 +338,18 @@ impl Flusher {
             }
             seq = self.wait_for_data(seq, target, Some(deadline - now));
         }
-        self.last_batch_records = seq.pending_records;
+        self.last_batch_records = seq.pending_records.max(1);
         seq
+    }
+
+    /// Whether the next batch should wait for more producers (group commit under `sync`).
+    fn gathering(&self) -> bool {
+        self.shared.config.durability == Durability::Sync && self.last_batch_records > 1
+    }
+
+    /// How long a batch may wait for its producers: half the last fsync, at most `GATHER_MAX`.
+    fn gather_window(&self) -> std::time::Duration {
+        (self.last_fsync / 2).min(GATHER_MAX)
     }
 
     fn next_deadline(&self) -> Option<Instant> {
