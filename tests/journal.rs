@@ -782,3 +782,47 @@ fn replayed_final_frame_is_damage_not_a_torn_tail() {
         other => panic!("expected damage, got {other:?}"),
     }
 }
+
+#[test]
+fn readers_and_verify_beside_a_live_writer_that_seals_constantly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(tmp.path(), small(Durability::None)).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (journal, stop) = (journal.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200_000 {
+                journal.append(payload(i)).unwrap();
+                i += 1;
+            }
+        })
+    };
+    let mut last = 0;
+    // Until the writer has sealed many segments under the readers' feet (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while files(tmp.path(), ".seg.zst").len() < 150 && Instant::now() < deadline {
+        let report = verify(tmp.path());
+        assert!(report.is_ok(), "{report:?}");
+        let ro = Journal::open_read_only(tmp.path(), JournalConfig::default()).unwrap();
+        let all = read_all(&ro, StartAt::Earliest);
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, (o, p))| *o == i as u64 && *p == payload(*o))
+        );
+        assert!(
+            all.len() as u64 >= last,
+            "a later snapshot never shows less"
+        );
+        last = all.len() as u64;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    Arc::into_inner(journal).unwrap().close().unwrap();
+    assert!(last > 0);
+    assert!(
+        files(tmp.path(), ".seg.zst").len() >= 150,
+        "the writer sealed under the readers"
+    );
+}

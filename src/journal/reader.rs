@@ -13,13 +13,13 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use super::catalog::{FooterCell, SegmentEntry, SegmentState};
 use super::error::{Damage, DamageKind, JournalError, Result};
 use super::record::{Record, chain_hash, decode_frame};
-use super::recovery::read_footer;
+use super::recovery::{read_footer, sealed_twin};
 use super::segment::{Footer, decode_block, decompress_block};
 use super::writer::Shared;
 
@@ -214,8 +214,11 @@ impl Reader {
                 };
                 let file = match File::open(&entry.path) {
                     Ok(file) => file,
-                    // Sealed and removed since we looked: the next reposition finds the twin.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    // Sealed and removed since we looked. A writer's own catalog already says so;
+                    // a read-only snapshot learns it here, so the next reposition finds the twin.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return self.adopt_sealed_twin(entry.first, e);
+                    }
                     Err(e) => return Err(JournalError::io(&entry.path, e)),
                 };
                 self.raw = Some(RawCursor {
@@ -247,6 +250,29 @@ impl Reader {
                 Ok(())
             }
         }
+    }
+
+    fn adopt_sealed_twin(&self, first: u64, gone: std::io::Error) -> Result<()> {
+        let mut catalog = self
+            .shared
+            .catalog
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = catalog.entry_mut(first) else {
+            return Ok(());
+        };
+        if matches!(entry.state, SegmentState::Sealed { .. }) {
+            return Ok(());
+        }
+        let Some((last, twin)) = sealed_twin(&self.shared.dir, first)? else {
+            return Err(JournalError::io(&entry.path, gone));
+        };
+        entry.path = twin;
+        entry.state = SegmentState::Sealed {
+            last,
+            footer: Arc::new(std::sync::OnceLock::new()),
+        };
+        Ok(())
     }
 
     fn footer(&self, path: &Path, cell: &FooterCell) -> Result<Arc<Footer>> {

@@ -268,6 +268,16 @@ pub fn list(dir: &Path) -> Result<Listing> {
     Ok(listing)
 }
 
+/// The sealed twin of the unsealed segment starting at `first` (a live writer's sealer replaced
+/// it after a reader listed the directory): its last offset and path.
+pub fn sealed_twin(dir: &Path, first: u64) -> Result<Option<(u64, PathBuf)>> {
+    Ok(list(dir)?
+        .sealed
+        .into_iter()
+        .find(|(f, _, _)| *f == first)
+        .map(|(_, last, path)| (last, path)))
+}
+
 /// Recovers the journal in `dir` (see the module docs).
 pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recovered> {
     let write = mode == Mode::Write;
@@ -350,7 +360,28 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
             (chain, last_ts) = head_of(&path, &cell)?;
         }
         let is_last = i + 1 == count;
-        let bytes = std::fs::read(&path).map_err(|e| JournalError::io(&path, e))?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            // Read-only beside a live writer: sealed since we listed; take the sealed twin.
+            Err(e) if !write && e.kind() == std::io::ErrorKind::NotFound => {
+                let Some((last, twin)) = sealed_twin(dir, first)? else {
+                    return Err(JournalError::io(&path, e));
+                };
+                let cell: FooterCell = Arc::new(OnceLock::new());
+                catalog.segments.push(SegmentEntry {
+                    first,
+                    path: twin.clone(),
+                    state: SegmentState::Sealed {
+                        last,
+                        footer: cell.clone(),
+                    },
+                });
+                chain_from = Some((twin, cell));
+                expected = last + 1;
+                continue;
+            }
+            Err(e) => return Err(JournalError::io(&path, e)),
+        };
         let scan = scan_raw(
             &bytes,
             first,

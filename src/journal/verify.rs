@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Damage, DamageKind, JournalError, Result};
 use super::record::{GENESIS_HASH, chain_hash, decode_frame};
-use super::recovery::{list, scan_raw};
+use super::recovery::{list, scan_raw, sealed_twin};
 use super::segment::{decode_block, decode_footer_from_file_bytes, decompress_block};
 
 /// What `verify` found.
@@ -41,6 +41,14 @@ impl VerifyReport {
 /// Verifies the journal in `dir`. `progress` is called with the running record count after each
 /// segment. I/O errors (unreadable files) are errors; damage is part of the report.
 pub fn verify_dir(
+    dir: &Path,
+    max_payload: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport> {
+    verify_listing(dir, max_payload, progress)
+}
+
+fn verify_listing(
     dir: &Path,
     max_payload: usize,
     progress: &mut dyn FnMut(u64),
@@ -87,7 +95,21 @@ pub fn verify_dir(
             report.damage = Some(damage(walk.expected, path, kind));
             return Ok(report);
         }
-        let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
+        let (bytes, last, path) = match (std::fs::read(path), last) {
+            (Ok(bytes), last) => (bytes, last, path.to_path_buf()),
+            // Beside a live writer: sealed since we listed; verify the sealed twin instead.
+            (Err(e), None) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some((last, twin)) = sealed_twin(dir, first)? else {
+                    return Err(JournalError::io(path, e));
+                };
+                let bytes = std::fs::read(&twin).map_err(|e| JournalError::io(&twin, e))?;
+                report.sealed_segments += 1;
+                report.unsealed_segments -= 1;
+                (bytes, Some(last), twin)
+            }
+            (Err(e), _) => return Err(JournalError::io(path, e)),
+        };
+        let path = path.as_path();
         let outcome = match last {
             Some(last) => walk.sealed(&mut report, &bytes, first, last),
             None => walk.unsealed(&mut report, &bytes, i + 1 == count),
