@@ -7,6 +7,9 @@
 //! | module | role |
 //! |---|---|
 //! | [`journal`] | the append-only log: group commit, segments, sealing, readers, recovery, verify |
+//! | [`event`] | typed events (DESIGN §3): validation, JSON Schemas, versions and upcasting |
+//! | [`recorder`] | the one path into the journal: validate, check against state, append, apply |
+//! | [`state`] | the domain fold: stateful validation, current and as-of views |
 //! | [`envelope`] | records as JSON lines: offset, ts, schema version, then the payload |
 //! | [`type_filter`] | `task.*,upgrade.failed` style filters over event types |
 //! | [`timestamp`] | recorder timestamps (µs since epoch, RFC 3339 on the wire) |
@@ -29,6 +32,9 @@
 #![warn(missing_debug_implementations)]
 
 pub mod envelope;
+pub mod event;
 pub mod journal;
+pub mod recorder;
+pub mod state;
 pub mod timestamp;
 pub mod type_filter;

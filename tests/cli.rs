@@ -23,6 +23,13 @@ fn logbook(data: &Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+const START: &str = r#"{"type":"upgrade.started","upgrade_id":"u-1","plan_id":"p-1","cluster_name":"prod","phase":"Planning"}"#;
+const ADD: &str = r#"{"type":"task.added","upgrade_id":"u-1","task_id":"t-1","name":"Drain nodes","task_type":"upgrade_step"}"#;
+
+fn progress(pct: u32) -> String {
+    format!(r#"{{"type":"task.progress","upgrade_id":"u-1","task_id":"t-1","percentage":{pct}.0}}"#)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -41,28 +48,49 @@ fn events(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
 #[test]
 fn record_refuses_bad_lines_by_number_and_writes_only_good_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let input =
-        "{\"type\":\"a\",\"n\":1}\nnot json\n[1,2]\n\n{\"ts\":\"x\"}\n  {\"type\":\"b\"}  \n";
-    let out = logbook(tmp.path(), &["--json", "record"], input);
+    let input = [
+        START,
+        "not json",
+        "[1,2]",
+        "",
+        r#"{"type":"task.progress","upgrade_id":"u-1","task_id":"nope","percentage":5.0}"#,
+        ADD,
+        r#"{"type":"task.progress","upgrade_id":"u-1","task_id":"t-1","percentage":150.0}"#,
+        r#"{"type":"task.progress","upgrade_id":"u-1","task_id":"t-1","percentage":5.0,"ts":"x"}"#,
+        r#"{"type":"task.added","upgrade_id":"u-1","task_id":"t-1","name":"again","task_type":"upgrade_step"}"#,
+        r#"{"type":"task.added","upgrade_id":"u-1","task_id":"../x","name":"bad","task_type":"upgrade_step"}"#,
+        r#"{"type":"task.added","upgrade_id":"u-1","task_id":"t-2","name":"orphan","task_type":"upgrade_step","parent_id":"t-9"}"#,
+        r#"{"type":"upgrade.exploded","upgrade_id":"u-1"}"#,
+    ]
+    .join("\n");
+    let out = logbook(tmp.path(), &["--json", "record"], &input);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("line 2: refused: invalid JSON"), "{stderr}");
-    assert!(
-        stderr.contains("line 3: refused: expected a JSON object, found an array"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("line 5: refused: field \"ts\" is reserved"),
-        "{stderr}"
-    );
+    for (line, needle) in [
+        (2, "line 2: refused"),
+        (3, "line 3: refused"),
+        (5, "unknown task \"nope\""),
+        (7, "percentage"),
+        (8, "ts"),
+        (9, "duplicate task id \"t-1\""),
+        (10, "task_id"),
+        (11, "parent task \"t-9\" does not exist"),
+        (12, "upgrade.exploded"),
+    ] {
+        let found = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("line {line}: refused")));
+        let found = found.unwrap_or_else(|| panic!("line {line} not refused: {stderr}"));
+        assert!(found.contains(needle), "line {line}: {found}");
+    }
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         summary,
-        serde_json::json!({"first": 0, "last": 1, "count": 2, "refused": 3})
+        serde_json::json!({"first": 0, "last": 1, "count": 2, "refused": 9, "already_recorded": 0})
     );
     let all = events(tmp.path(), &[]);
     assert_eq!(all.len(), 2, "nothing of a refused line was written");
-    assert_eq!(all[0]["type"], "a");
+    assert_eq!(all[0]["type"], "upgrade.started");
     assert_eq!(all[1]["offset"], 1);
     assert_eq!(all[1]["schema_version"], 1);
     let ts = all[1]["ts"].as_str().unwrap();
@@ -77,20 +105,45 @@ fn record_refuses_bad_lines_by_number_and_writes_only_good_ones() {
 }
 
 #[test]
+fn record_is_idempotent_by_id_and_refuses_terminal_transitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyed = r#"{"type":"task.progress","id":"k-1","upgrade_id":"u-1","task_id":"t-1","percentage":10.0}"#;
+    let input = [START, ADD, keyed, keyed].join("\n");
+    let out = logbook(tmp.path(), &["record"], &input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("line 4: already recorded at offset 2"));
+    // Across runs too: the state is rebuilt from the journal on open.
+    let out = logbook(tmp.path(), &["record"], keyed);
+    assert!(out.status.success());
+    assert_eq!(events(tmp.path(), &[]).len(), 3);
+    let done = r#"{"type":"task.completed","upgrade_id":"u-1","task_id":"t-1"}"#;
+    let out = logbook(
+        tmp.path(),
+        &["record"],
+        &format!("{done}\n{}\n", progress(50)),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("line 2: refused: task \"t-1\" is completed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(events(tmp.path(), &[]).len(), 4);
+}
+
+#[test]
 fn events_from_until_and_types() {
     let tmp = tempfile::tempdir().unwrap();
-    let input: String = (0..50)
-        .map(|i| {
-            format!(
-                "{{\"type\":\"{}\",\"i\":{i}}}\n",
-                if i % 5 == 0 {
-                    "upgrade.phase_changed"
-                } else {
-                    "task.progress"
-                }
-            )
-        })
-        .collect();
+    let mut lines = vec![START.to_string(), ADD.to_string()];
+    for i in 2..50u32 {
+        lines.push(match i % 5 {
+            0 => format!(
+                r#"{{"type":"upgrade.phase_changed","upgrade_id":"u-1","phase":"phase {i}"}}"#
+            ),
+            _ => progress(i),
+        });
+    }
+    let input = lines.join("\n");
     let out = logbook(tmp.path(), &["record", "--durability", "none"], &input);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -123,11 +176,25 @@ fn events_from_until_and_types() {
     assert!(text(&out.stderr).contains("no journal at"));
 }
 
+/// Byte position of the frame of `offset` in an unsealed segment (frames: u32 len, u32 crc, body).
+fn frame_pos(bytes: &[u8], offset: usize) -> usize {
+    let mut pos = 0;
+    for _ in 0..offset {
+        pos += 8 + u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+    }
+    pos
+}
+
 #[test]
 fn verify_names_the_first_bad_offset_and_repair_fixes_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let input: String = (0..20).map(|i| format!("{{\"i\":{i}}}\n")).collect();
-    assert!(logbook(tmp.path(), &["record"], &input).status.success());
+    let mut lines = vec![START.to_string(), ADD.to_string()];
+    lines.extend((2..20).map(progress));
+    assert!(
+        logbook(tmp.path(), &["record"], &lines.join("\n"))
+            .status
+            .success()
+    );
     let out = logbook(tmp.path(), &["verify"], "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).starts_with("ok: 20 records"));
@@ -140,8 +207,8 @@ fn verify_names_the_first_bad_offset_and_repair_fixes_it() {
         .find(|p| p.extension().is_some_and(|e| e == "log"))
         .unwrap();
     let mut bytes = std::fs::read(&log).unwrap();
-    let frame = bytes.len() / 20;
-    bytes[frame * 12 + 60] ^= 0x20;
+    let at = frame_pos(&bytes, 12) + 60;
+    bytes[at] ^= 0x20;
     std::fs::write(&log, &bytes).unwrap();
     let out = logbook(tmp.path(), &["--json", "verify"], "");
     assert_eq!(out.status.code(), Some(1));
@@ -150,7 +217,7 @@ fn verify_names_the_first_bad_offset_and_repair_fixes_it() {
     assert_eq!(report["damage"]["offset"], 12);
     assert_eq!(report["damage"]["kind"], "checksum");
     // The writer refuses to append over damage...
-    let out = logbook(tmp.path(), &["record"], "{\"after\":true}\n");
+    let out = logbook(tmp.path(), &["record"], &progress(99));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("journal damaged at offset 12"),
@@ -184,7 +251,7 @@ fn second_writer_process_is_refused_naming_the_holder() {
         .spawn()
         .unwrap();
     let mut stdin = holder.stdin.take().unwrap();
-    writeln!(stdin, "{{\"first\":true}}").unwrap();
+    writeln!(stdin, "{START}").unwrap();
     // Wait for the ack: the holder has the lock and is still running.
     let mut line = String::new();
     std::io::BufRead::read_line(
@@ -193,7 +260,7 @@ fn second_writer_process_is_refused_naming_the_holder() {
     )
     .unwrap();
     assert!(line.contains("\"first\":0"), "{line}");
-    let out = logbook(tmp.path(), &["record"], "{\"second\":true}\n");
+    let out = logbook(tmp.path(), &["record"], ADD);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -260,5 +327,49 @@ fn bad_flags_are_usage_errors() {
     ] {
         let out = logbook(tmp.path(), args, "");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn show_upgrade_now_and_as_of_an_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = r#"{"type":"task.added","upgrade_id":"u-1","task_id":"t-2","name":"Cordon","task_type":"upgrade_step","parent_id":"t-1"}"#;
+    let done = r#"{"type":"task.completed","upgrade_id":"u-1","task_id":"t-2"}"#;
+    let input = [START, ADD, sub, &progress(40), done].join("\n");
+    assert!(logbook(tmp.path(), &["record"], &input).status.success());
+    let show = |args: &[&str]| {
+        let mut all = vec!["--json", "show", "upgrade", "u-1"];
+        all.extend_from_slice(args);
+        let out = logbook(tmp.path(), &all, "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let now = show(&[]);
+    assert_eq!(now["status"], "in_progress");
+    assert_eq!(
+        now["tasks"][0]["effective_percentage"], 100.0,
+        "its only subtask completed"
+    );
+    assert_eq!(now["tasks"][1]["status"], "completed");
+    let before = show(&["--at", "2"]);
+    assert_eq!(
+        before["tasks"].as_array().unwrap().len(),
+        2,
+        "t-2 was added at offset 2"
+    );
+    assert_eq!(before["tasks"][1]["status"], "not_started");
+    let human = logbook(tmp.path(), &["show", "upgrade", "u-1"], "");
+    assert!(
+        text(&human.stdout).contains("Drain nodes"),
+        "{}",
+        text(&human.stdout)
+    );
+    for bad in [
+        &["show", "upgrade", "nope"][..],
+        &["show", "upgrade", "u-1", "--at", "99"],
+        &["show", "upgrade", "u-1", "--at", "noon"],
+    ] {
+        let out = logbook(tmp.path(), bad, "");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
     }
 }

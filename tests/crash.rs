@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use logbook::journal::{Journal, JournalConfig, StartAt, verify_dir};
 
 const ROUNDS: u64 = 24;
-const LINES_PER_ROUND: u64 = 40_000;
+const LINES_PER_ROUND: u64 = 12_000;
 
 struct Rng(u64);
 
@@ -32,12 +32,20 @@ impl Rng {
     }
 }
 
+/// Line `i` of round `round`: the upgrade and its task first, then progress reports.
 fn line(round: u64, i: u64) -> String {
-    format!(
-        r#"{{"type":"task.progress","upgrade_id":"u-{round}","task_id":"t-{}","percentage":{}.5,"message":"round {round} line {i}"}}"#,
-        i % 13,
-        i % 100
-    )
+    match i {
+        0 => format!(
+            r#"{{"type":"upgrade.started","upgrade_id":"u-{round}","plan_id":"p","cluster_name":"c","phase":"crash round {round}"}}"#
+        ),
+        1 => format!(
+            r#"{{"type":"task.added","upgrade_id":"u-{round}","task_id":"t","name":"survive","task_type":"validation"}}"#
+        ),
+        _ => format!(
+            r#"{{"type":"task.progress","upgrade_id":"u-{round}","task_id":"t","percentage":{}.5,"message":"round {round} line {i}"}}"#,
+            i % 100
+        ),
+    }
 }
 
 fn next_offset(dir: &Path) -> u64 {
@@ -133,9 +141,10 @@ fn sigkill_never_loses_an_acknowledged_record() {
         let mut count = 0;
         while let Some(record) = reader.next().unwrap() {
             let i = record.offset - start;
+            let stored: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+            let sent: serde_json::Value = serde_json::from_str(&line(round, i)).unwrap();
             assert_eq!(
-                std::str::from_utf8(&record.payload).unwrap(),
-                line(round, i),
+                stored, sent,
                 "round {round}: offset {} holds the wrong bytes",
                 record.offset
             );

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use logbook::journal::{Journal, verify_dir};
+use logbook::event::ProgressStatus;
+use logbook::journal::verify_dir;
+use logbook::recorder::{Recorder, parse_event};
 use serde_json::{Value, json};
 
 use super::{BadInput, Cli};
@@ -177,7 +179,7 @@ fn plan() -> Vec<Phase> {
 }
 
 struct Run<'a> {
-    journal: &'a Journal,
+    recorder: &'a Recorder,
     upgrade_id: String,
     speed: f64,
     bars: MultiProgress,
@@ -195,7 +197,9 @@ impl Run<'_> {
                 Value::String(self.upgrade_id.clone()),
             );
         }
-        self.journal.append(event.to_string())?;
+        // Through the recorder: every demo event is validated like any producer's.
+        let event = parse_event(event.to_string().as_bytes())?;
+        self.recorder.record(&event)?;
         self.events += 1;
         Ok(())
     }
@@ -287,16 +291,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .into());
     }
     let dir = cli.journal_dir();
-    let journal = Journal::open(&dir, cli.journal_config()?)?;
-    let start_offset = journal.next_offset();
-    let upgrade_id = format!("upgrade-{}", logbook::timestamp::now_us() / 1_000_000);
+    let recorder = Recorder::open(&dir, cli.journal_config()?)?;
+    let start_offset = recorder.journal().next_offset();
+    let upgrade_id = format!("upgrade-{}", logbook::timestamp::now_us());
     let bars = MultiProgress::new();
     let overall = bars.add(ProgressBar::new(phases.len() as u64));
     overall.set_style(ProgressStyle::with_template(
         "{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} phases",
     )?);
     let mut run = Run {
-        journal: &journal,
+        recorder: &recorder,
         upgrade_id: upgrade_id.clone(),
         speed: args.speed,
         bars,
@@ -350,8 +354,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         run.overall.finish();
     }
     let events = run.events;
-    let end_offset = journal.next_offset();
-    journal.close()?;
+    let end_offset = recorder.journal().next_offset();
+    let view = recorder.upgrade(&upgrade_id);
+    recorder.close()?;
     let report = verify_dir(
         &dir,
         logbook::journal::record::PAYLOAD_BYTES_MAX,
@@ -362,6 +367,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     match &failed {
         Some((phase, _)) => println!("upgrade {upgrade_id} FAILED in {phase} and was rolled back"),
         None => println!("upgrade {upgrade_id} completed"),
+    }
+    if let Some(view) = view {
+        let done = view
+            .tasks
+            .iter()
+            .filter(|t| t.status == ProgressStatus::Completed)
+            .count();
+        println!(
+            "status {}, {:.0}% overall, {done}/{} tasks completed, phase {}",
+            view.status.as_str(),
+            view.percentage,
+            view.tasks.len(),
+            view.phase
+        );
     }
     println!(
         "recorded {events} events at offsets {start_offset}..{} in {}",

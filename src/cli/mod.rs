@@ -4,6 +4,7 @@ mod demo;
 mod events;
 mod record;
 mod repair;
+mod show;
 mod verify;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub enum Command {
     Record(record::Args),
     /// Print events with their envelope (offset, ts, schema_version) as NDJSON.
     Events(events::Args),
+    /// Show an upgrade or a session: now, or as of an offset or time.
+    Show(show::Args),
     /// Check every frame, block, footer and the hash chain; name the first bad offset.
     Verify,
     /// Open the journal cutting damaged committed records (kept in quarantine, and recorded).
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&cli, args),
         Command::Record(args) => record::run(&cli, args),
         Command::Events(args) => events::run(&cli, args),
+        Command::Show(args) => show::run(&cli, args),
         Command::Verify => verify::run(&cli),
         Command::Repair => repair::run(&cli),
     }

@@ -1,13 +1,15 @@
-//! `logbook record`: NDJSON on stdin → journal. Each line is checked on its own; a refused line
-//! is reported with its number and reason and nothing of it is written; the others are
-//! appended in batches (one group commit per batch read). Exit 2 if any line was refused.
+//! `logbook record`: NDJSON events on stdin → journal, through the recorder. Each line must be
+//! one typed event (DESIGN.md §3) that fits the journal's state; a refused line is reported
+//! with its number and reason and nothing of it is written; the others are appended in
+//! batches (one group commit per batch read). A line whose `id` was already recorded writes
+//! nothing and is reported. Exit 2 if any line was refused.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use logbook::envelope::check_payload;
-use logbook::journal::{Durability, Journal};
+use logbook::journal::Durability;
+use logbook::recorder::{Recorded, Recorder, parse_event};
 
 use super::Cli;
 
@@ -39,7 +41,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ..cli.journal_config()?
     };
     let max = config.max_record_bytes;
-    let journal = Journal::open(cli.journal_dir(), config)?;
+    let recorder = Recorder::open(cli.journal_dir(), config)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Line>(LINE_QUEUE);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -62,68 +64,106 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    let (mut first, mut last, mut count, mut refused) = (None, None, 0u64, 0u64);
+    let mut summary = Summary::default();
     while let Some(lines) = next_batch(&rx)? {
-        let mut payloads = Vec::with_capacity(lines.len());
+        let mut events = Vec::with_capacity(lines.len());
         for (number, line) in lines {
             let text = trim_line(&line);
             if text.is_empty() {
                 continue;
             }
             if text.len() > max {
-                refused += 1;
+                summary.refused += 1;
                 eprintln!(
                     "line {number}: refused: {} bytes exceeds the {max}-byte limit",
                     text.len()
                 );
                 continue;
             }
-            match check_payload(text) {
-                Ok(payload) => payloads.push(payload),
+            match parse_event(text) {
+                Ok(event) => events.push((number, event)),
                 Err(reason) => {
-                    refused += 1;
+                    summary.refused += 1;
                     eprintln!("line {number}: refused: {reason}");
                 }
             }
         }
-        if payloads.is_empty() {
+        if events.is_empty() {
             continue;
         }
-        let range = journal.append_batch(&payloads)?;
-        if args.acks {
+        let results = recorder.record_all(events.iter().map(|(_, e)| e))?;
+        let mut acked: Option<(u64, u64)> = None;
+        for ((number, _), result) in events.iter().zip(results) {
+            match result {
+                Ok(Recorded::Appended(offset)) => {
+                    summary.first.get_or_insert(offset);
+                    summary.last = Some(offset);
+                    summary.count += 1;
+                    acked = Some(acked.map_or((offset, offset), |(a, _)| (a, offset)));
+                }
+                Ok(Recorded::AlreadyRecorded(offset)) => {
+                    summary.already += 1;
+                    eprintln!(
+                        "line {number}: already recorded at offset {offset} (same id); nothing written"
+                    );
+                }
+                Err(reason) => {
+                    summary.refused += 1;
+                    eprintln!("line {number}: refused: {reason}");
+                }
+            }
+        }
+        if let (true, Some((first, last))) = (args.acks, acked) {
             let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{{\"first\":{},\"last\":{}}}",
-                range.start,
-                range.end - 1
-            )?;
+            writeln!(out, "{{\"first\":{first},\"last\":{last}}}")?;
             out.flush()?;
         }
-        first.get_or_insert(range.start);
-        last = Some(range.end - 1);
-        count += range.end - range.start;
     }
-    journal.close()?;
-    let mut out = std::io::stdout().lock();
-    if cli.json {
-        let summary =
-            serde_json::json!({"first": first, "last": last, "count": count, "refused": refused});
-        writeln!(out, "{summary}")?;
-    } else {
-        match (first, last) {
-            (Some(a), Some(b)) => writeln!(out, "recorded {count} events: offsets {a}..={b}")?,
-            _ => writeln!(out, "recorded 0 events")?,
-        }
-        if refused > 0 {
-            writeln!(out, "refused {refused} lines (see above)")?;
-        }
-    }
-    Ok(if refused > 0 {
+    recorder.close()?;
+    summary.print(cli.json)?;
+    Ok(if summary.refused > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What `record` did.
+#[derive(Debug, Default)]
+struct Summary {
+    first: Option<u64>,
+    last: Option<u64>,
+    count: u64,
+    refused: u64,
+    already: u64,
+}
+
+impl Summary {
+    fn print(&self, json: bool) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if json {
+            let summary = serde_json::json!({"first": self.first, "last": self.last, "count": self.count,
+                "refused": self.refused, "already_recorded": self.already});
+            return writeln!(out, "{summary}");
+        }
+        match (self.first, self.last) {
+            (Some(a), Some(b)) => {
+                writeln!(out, "recorded {} events: offsets {a}..={b}", self.count)?
+            }
+            _ => writeln!(out, "recorded 0 events")?,
+        }
+        if self.already > 0 {
+            writeln!(
+                out,
+                "{} lines were already recorded (same id); nothing written for them",
+                self.already
+            )?;
+        }
+        if self.refused > 0 {
+            writeln!(out, "refused {} lines (see above)", self.refused)?;
+        }
+        Ok(())
+    }
 }
 
 /// Blocks for the next line, then takes whatever else is already queued (up to a batch).

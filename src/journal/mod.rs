@@ -43,6 +43,7 @@ pub use reader::{Reader, StartAt};
 pub use record::Record;
 pub use recovery::RecoveryReport;
 pub use verify::{VerifyReport, verify_dir};
+pub use writer::Sequenced;
 
 use lock::DirLock;
 use recovery::{Mode, recover};
@@ -184,7 +185,7 @@ impl Journal {
                 "reason": damage.kind.to_string(),
                 "quarantine": journal.report.quarantine.as_ref().map(|p| p.display().to_string()),
             });
-            let end = journal.shared.sequence(&[note.to_string()])?.end;
+            let end = journal.shared.sequence(&[note.to_string()])?.offsets.end;
             if !journal.shared.durable.wait(end, None) {
                 return Err(journal.shared.stopped_error());
             }
@@ -257,8 +258,7 @@ impl Journal {
 
     /// Appends records with consecutive offsets; returns their range once all are acknowledged.
     pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>> {
-        self.writable()?;
-        let range = self.shared.sequence(payloads)?;
+        let range = self.submit(payloads)?.offsets;
         self.shared.wait_ack(range.end)?;
         Ok(range)
     }
@@ -271,9 +271,23 @@ impl Journal {
     /// Async form of [`Journal::append_batch`].
     pub async fn append_batch_async<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>> {
         self.writable()?;
-        let range = self.shared.sequence_async(payloads).await?;
+        let range = self.shared.sequence_async(payloads).await?.offsets;
         self.shared.wait_ack_async(range.end).await?;
         Ok(range)
+    }
+
+    /// Places records in the journal's order without waiting for their acknowledgement (blocks
+    /// only while the bounded queue is full). Pair with [`Journal::wait_acked`]: a caller that
+    /// must order appends with its own state (the recorder) sequences under its lock and waits
+    /// outside it, so concurrent callers still share one group commit.
+    pub fn submit<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Sequenced> {
+        self.writable()?;
+        self.shared.sequence(payloads)
+    }
+
+    /// Waits until every record below `end` is acknowledged under the durability policy.
+    pub fn wait_acked(&self, end: u64) -> Result<()> {
+        self.shared.wait_ack(end)
     }
 
     fn writable(&self) -> Result<()> {

@@ -37,6 +37,16 @@ use super::sealer::SealJob;
 use super::watermark::Watermark;
 use crate::timestamp::now_us;
 
+/// Records placed in the journal's order but not yet acknowledged: their offsets and the
+/// recorder timestamp they all carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The consecutive offsets assigned.
+    pub offsets: Range<u64>,
+    /// Their recorder timestamp (µs since epoch).
+    pub ts_us: i64,
+}
+
 /// State shared by producers, the flusher, the sealer and readers.
 #[derive(Debug)]
 pub struct Shared {
@@ -116,7 +126,7 @@ impl Shared {
         seq: &mut Sequencer,
         payloads: &[P],
         bytes: usize,
-    ) -> Result<Option<Range<u64>>> {
+    ) -> Result<Option<Sequenced>> {
         if seq.closing {
             return Err(self.stopped_error());
         }
@@ -140,11 +150,14 @@ impl Shared {
         if seq.flusher_waiting && seq.pending_records >= seq.wake_at {
             self.data_cv.notify_one();
         }
-        Ok(Some(first..seq.next_offset))
+        Ok(Some(Sequenced {
+            offsets: first..seq.next_offset,
+            ts_us: ts,
+        }))
     }
 
     /// Sequences `payloads` as consecutive records, blocking while the buffer is full.
-    pub fn sequence<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>> {
+    pub fn sequence<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Sequenced> {
         let bytes = self.check_payloads(payloads)?;
         let mut seq = self.lock_seq();
         loop {
@@ -159,7 +172,7 @@ impl Shared {
     }
 
     /// Sequences `payloads`, awaiting (not blocking the runtime) while the buffer is full.
-    pub async fn sequence_async<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>> {
+    pub async fn sequence_async<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Sequenced> {
         let bytes = self.check_payloads(payloads)?;
         loop {
             let notified = self.space_notify.notified();

@@ -1,0 +1,40 @@
+//! Events the journal writes about itself. Today one: `journal.repaired`, appended by
+//! `Journal::open` with `repair: true` after it cut damaged records (see `journal::recovery`).
+//!
+//! DESIGN.md §3 does not list it, but journals contain it, and every record must stay readable
+//! as an [`Event`](super::Event); so it is a variant like the others, with a schema. Producers may
+//! not append it: [`Event::validate`](super::Event::validate) refuses it
+//! ([`EventError::Reserved`](super::EventError::Reserved)), so a repair note in the journal
+//! always comes from the journal.
+//!
+//! Invariant: the fields are exactly those `Journal::open` writes; `quarantine` is written as
+//! `null` when nothing was kept, which `Option` accepts.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::validate::{ID_MAX, ID_PATTERN, TEXT_MAX};
+
+/// The journal cut damaged committed records on open and says what it cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JournalRepaired {
+    /// Idempotency key (never set by the journal; present for uniformity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = ID_MAX), pattern(ID_PATTERN))]
+    pub id: Option<String>,
+    /// First offset that was cut (this note takes its place).
+    pub cut_from_offset: u64,
+    /// Bytes cut from the segment.
+    pub bytes_cut: u64,
+    /// The segment file that was cut.
+    #[schemars(length(max = TEXT_MAX))]
+    pub segment: String,
+    /// The damage found.
+    #[schemars(length(max = TEXT_MAX))]
+    pub reason: String,
+    /// Where the cut bytes were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = TEXT_MAX))]
+    pub quarantine: Option<String>,
+}
