@@ -14,27 +14,67 @@
 //! | [`type_filter`] | `task.*,upgrade.failed` style filters over event types |
 //! | [`timestamp`] | recorder timestamps (µs since epoch, RFC 3339 on the wire) |
 //!
-//! ```
-//! use logbook::journal::{Journal, JournalConfig, StartAt};
+//! The original Python system's usage, translated (an upgrade with a task and a subtask, and
+//! a log file kept as an artifact of that task):
 //!
-//! let dir = tempfile::tempdir()?;
-//! let journal = Journal::open(dir.path(), JournalConfig::default())?;
-//! let offset = journal.append(br#"{"type":"task.progress","task_id":"t-1","percentage":50.0}"#)?;
-//! assert_eq!(offset, 0);
-//! let mut reader = journal.reader(StartAt::Earliest)?;
-//! let record = reader.next()?.expect("the record just appended");
-//! assert_eq!(record.offset, 0);
-//! journal.close()?;
+//! ```
+//! use std::sync::Arc;
+//! use logbook::artifacts::{ArtifactQuery, ArtifactStore, NewArtifact};
+//! use logbook::event::{ArtifactType, ProgressStatus, TaskType};
+//! use logbook::journal::JournalConfig;
+//! use logbook::recorder::Recorder;
+//! use logbook::tracker::ProgressTracker;
+//!
+//! let data = tempfile::tempdir()?;
+//! let recorder = Arc::new(Recorder::open(data.path().join("journal"), JournalConfig::default())?);
+//!
+//! // tracker = ProgressTracker(upgrade_id="upg-42"); tracker.start_upgrade(...)
+//! let tracker = ProgressTracker::new(recorder.clone(), "upg-42");
+//! tracker.start_upgrade("plan-1.30", "prod-eks", "Provision green", None)?;
+//! tracker.add_task("green", "Provision green cluster", TaskType::UpgradeStep, None)?;
+//! tracker.add_task("green-ng", "Create node groups", TaskType::UpgradeStep, Some("green"))?;
+//! tracker.start_task("green-ng")?;
+//! tracker.update_task_progress("green-ng", 50.0, Some("2 of 4 node groups ready"))?;
+//! let progress = tracker.progress().expect("started");
+//! assert_eq!(progress.tasks[0].effective_percentage, 50.0); // rolled up from the subtask
+//!
+//! // store.create_session(...); store.add_artifact(path, ArtifactType.LOG_FILE, tags=[...])
+//! let store = ArtifactStore::new(recorder.clone(), data.path().join("artifacts"));
+//! store.create_session("sess-1", "upg-42", "prod-eks")?;
+//! store.create_collection("sess-1", "logs", "Node group logs", Some("green-ng"))?;
+//! let log = data.path().join("ng.log");
+//! std::fs::write(&log, "node group ng-1 ready\n")?;
+//! let artifact = store.add_artifact(&NewArtifact {
+//!     session_id: "sess-1".into(),
+//!     collection_id: "logs".into(),
+//!     artifact_id: "art-1".into(),
+//!     source: log,
+//!     file_name: None,
+//!     artifact_type: ArtifactType::LogFile,
+//!     tags: vec!["nodegroup".into()],
+//!     task_id: Some("green-ng".into()),
+//!     description: Some("node group creation log".into()),
+//!     expires_at: None,
+//! })?;
+//! assert_eq!(artifact.size_bytes, 22);
+//! assert_eq!(store.search(&ArtifactQuery { tags: vec!["nodegroup".into()], ..Default::default() }).len(), 1);
+//!
+//! tracker.complete_task("green-ng", None, None)?;
+//! tracker.complete_task("green", None, None)?;
+//! tracker.complete_upgrade(Some("green is live"))?;
+//! assert_eq!(tracker.progress().expect("started").status, ProgressStatus::Completed);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 #![warn(missing_debug_implementations)]
 
+pub mod artifacts;
 pub mod envelope;
 pub mod event;
 pub mod journal;
 pub mod recorder;
 pub mod state;
 pub mod timestamp;
+pub mod tracker;
 pub mod type_filter;

@@ -120,6 +120,16 @@ impl Recorder {
         Ok(outcome)
     }
 
+    /// Async form of [`Recorder::record`]: the check and sequencing take microseconds under a
+    /// std mutex (never held across an await); the durability wait is awaited.
+    pub async fn record_async(&self, event: &Event) -> Result<Recorded, RecordError> {
+        let (outcome, end) = self.place(event)?;
+        if let Some(end) = end {
+            self.journal.wait_acked_async(end).await?;
+        }
+        Ok(outcome)
+    }
+
     /// Records events one by one in order (each checked against the state including the ones
     /// before it); a refused event writes nothing and does not stop the others. All accepted
     /// events share one acknowledgement wait.

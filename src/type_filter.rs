@@ -27,6 +27,11 @@ impl TypeFilter {
     }
 }
 
+/// Whether `text` matches the glob `pattern` (`*` any run, `?` one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    glob(pattern.as_bytes(), text.as_bytes())
+}
+
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
     // Iterative wildcard match with single backtrack point: O(len(pattern) * len(text)).
     let (mut p, mut t) = (0usize, 0usize);

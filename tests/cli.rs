@@ -373,3 +373,98 @@ fn show_upgrade_now_and_as_of_an_offset() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn artifacts_add_search_stats_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = [
+        START,
+        r#"{"type":"session.created","session_id":"s-1","upgrade_id":"u-1","cluster_name":"prod"}"#,
+        r#"{"type":"collection.created","session_id":"s-1","collection_id":"logs","name":"Logs"}"#,
+    ];
+    assert!(
+        logbook(tmp.path(), &["record"], &setup.join("\n"))
+            .status
+            .success()
+    );
+    let file = tmp.path().join("api.log");
+    std::fs::write(&file, b"GET /healthz 200\n").unwrap();
+    let f = file.to_str().unwrap();
+    let add = [
+        "artifacts",
+        "add",
+        f,
+        "--session",
+        "s-1",
+        "--collection",
+        "logs",
+        "--type",
+        "log_file",
+    ];
+    let mut with_tags = add.to_vec();
+    with_tags.extend([
+        "--tag",
+        "api",
+        "--id",
+        "a-1",
+        "--expires-at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    let out = logbook(tmp.path(), &with_tags, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut again = add.to_vec();
+    again.extend(["--id", "a-1"]);
+    let out = logbook(tmp.path(), &again, "");
+    assert_eq!(out.status.code(), Some(2), "duplicate artifact id");
+    assert!(
+        text(&out.stderr).contains("duplicate artifact id \"a-1\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let found = logbook(
+        tmp.path(),
+        &[
+            "--json",
+            "artifacts",
+            "search",
+            "--tag",
+            "api",
+            "--name",
+            "*.log",
+        ],
+        "",
+    );
+    let view: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(
+        (view["artifact_id"].as_str(), view["size_bytes"].as_u64()),
+        (Some("a-1"), Some(17))
+    );
+    let stats = logbook(tmp.path(), &["--json", "artifacts", "stats"], "");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["by_type"]["log_file"]["count"], 1);
+    let out = logbook(tmp.path(), &["artifacts", "retention"], "");
+    assert!(
+        text(&out.stdout).contains("deleted 1 expired artifacts: a-1"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!tmp.path().join("artifacts/s-1/logs/api.log").exists());
+    for bad in [
+        &[
+            "artifacts",
+            "add",
+            "/nonexistent",
+            "--session",
+            "s-1",
+            "--collection",
+            "logs",
+            "--type",
+            "log_file",
+        ][..],
+        &["artifacts", "search", "--since", "noon"],
+        &["artifacts", "search", "--type", "poem"],
+    ] {
+        let out = logbook(tmp.path(), bad, "");
+        assert_ne!(out.status.code(), Some(0), "{bad:?}");
+    }
+}

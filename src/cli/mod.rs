@@ -1,5 +1,6 @@
 //! Global options, the subcommand list, and how errors map to exit codes.
 
+mod artifacts;
 mod demo;
 mod events;
 mod record;
@@ -48,6 +49,8 @@ pub enum Command {
     Record(record::Args),
     /// Print events with their envelope (offset, ts, schema_version) as NDJSON.
     Events(events::Args),
+    /// The artifact store: add, search, stats, retention.
+    Artifacts(artifacts::Args),
     /// Show an upgrade or a session: now, or as of an offset or time.
     Show(show::Args),
     /// Check every frame, block, footer and the hash chain; name the first bad offset.
@@ -106,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => record::run(&cli, args),
         Command::Events(args) => events::run(&cli, args),
         Command::Show(args) => show::run(&cli, args),
+        Command::Artifacts(args) => artifacts::run(&cli, args),
         Command::Verify => verify::run(&cli),
         Command::Repair => repair::run(&cli),
     }

@@ -290,6 +290,11 @@ impl Journal {
         self.shared.wait_ack(end)
     }
 
+    /// Async form of [`Journal::wait_acked`].
+    pub async fn wait_acked_async(&self, end: u64) -> Result<()> {
+        self.shared.wait_ack_async(end).await
+    }
+
     fn writable(&self) -> Result<()> {
         if self.read_only {
             return Err(JournalError::ReadOnly);

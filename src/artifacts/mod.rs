@@ -1,0 +1,285 @@
+//! `ArtifactStore`: the embedded API for test artifacts: sessions, collections, files copied
+//! into `<data>/artifacts/{session_id}/{collection_id}/{file_name}` (the layout S3 will mirror),
+//! search, statistics and retention.
+//!
+//! | file | role |
+//! |---|---|
+//! | [`copy`] | streaming copy with SHA-256, source checks (directories, escaping symlinks) |
+//! | [`search`] | query filters and statistics |
+//!
+//! Invariants: every change is a journal event recorded through the [`Recorder`] (validated
+//! against the state first); a file is in the store before its `artifact.added` is recorded,
+//! and is removed only after its `artifact.deleted` is. A crash between copy and record leaves
+//! an orphan file that no artifact names; adding the same file name again replaces it.
+
+pub mod copy;
+pub mod search;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::event::{
+    ArtifactAdded, ArtifactDeleted, ArtifactType, CollectionCreated, DeleteReason, Event,
+    SessionCreated,
+};
+use crate::recorder::{RecordError, Recorder};
+use crate::state::ArtifactView;
+use crate::timestamp::parse_rfc3339;
+
+pub use search::{ArtifactQuery, ArtifactStats, TagMatch, Tally};
+
+/// Errors of the artifact store.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// A file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source is not a regular file.
+    #[error("{0} is not a regular file")]
+    NotAFile(PathBuf),
+    /// The source is a symlink pointing outside its own directory tree.
+    #[error("{link} is a symlink to {target}, outside its directory: refused")]
+    SymlinkEscapes {
+        /// The link.
+        link: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
+    /// The source has no usable file name and none was given.
+    #[error("{0} has no file name; give one")]
+    NoFileName(PathBuf),
+    /// The event was refused or the journal failed.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+impl ArtifactError {
+    /// Whether this is the caller's input's fault (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            ArtifactError::Record(e) => e.is_bad_input(),
+            ArtifactError::Io { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+/// A file to add.
+#[derive(Debug, Clone)]
+pub struct NewArtifact {
+    /// Session.
+    pub session_id: String,
+    /// Collection in the session.
+    pub collection_id: String,
+    /// Artifact id (unique across the journal).
+    pub artifact_id: String,
+    /// The file to copy.
+    pub source: PathBuf,
+    /// Name in the store; defaults to the source's file name.
+    pub file_name: Option<String>,
+    /// Type.
+    pub artifact_type: ArtifactType,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Producing task (of the session's upgrade).
+    pub task_id: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Expiry (RFC 3339) for retention.
+    pub expires_at: Option<String>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    recorder: Arc<Recorder>,
+    root: PathBuf,
+}
+
+impl ArtifactStore {
+    /// A store keeping files under `root` (conventionally `<data>/artifacts`).
+    pub fn new(recorder: Arc<Recorder>, root: impl Into<PathBuf>) -> ArtifactStore {
+        ArtifactStore {
+            recorder,
+            root: root.into(),
+        }
+    }
+
+    /// Where the store keeps the file of an artifact.
+    pub fn path_of(&self, artifact: &ArtifactView) -> PathBuf {
+        self.root
+            .join(&artifact.session_id)
+            .join(&artifact.collection_id)
+            .join(&artifact.file_name)
+    }
+
+    /// Records `session.created` (the upgrade must exist).
+    pub fn create_session(
+        &self,
+        session_id: &str,
+        upgrade_id: &str,
+        cluster_name: &str,
+    ) -> Result<u64, ArtifactError> {
+        let event = Event::SessionCreated(SessionCreated {
+            id: None,
+            session_id: session_id.into(),
+            upgrade_id: upgrade_id.into(),
+            cluster_name: cluster_name.into(),
+        });
+        Ok(self.recorder.record(&event)?.offset())
+    }
+
+    /// Records `collection.created` in a session.
+    pub fn create_collection(
+        &self,
+        session_id: &str,
+        collection_id: &str,
+        name: &str,
+        task_id: Option<&str>,
+    ) -> Result<u64, ArtifactError> {
+        let event = Event::CollectionCreated(CollectionCreated {
+            id: None,
+            session_id: session_id.into(),
+            collection_id: collection_id.into(),
+            name: name.into(),
+            task_id: task_id.map(str::to_string),
+        });
+        Ok(self.recorder.record(&event)?.offset())
+    }
+
+    /// Copies the file into the store (streaming, hashing SHA-256) and records `artifact.added`
+    /// with its hash and size. The event is checked before the copy, so a refused artifact
+    /// copies nothing.
+    pub fn add_artifact(&self, new: &NewArtifact) -> Result<ArtifactView, ArtifactError> {
+        let source = copy::check_source(&new.source)?;
+        let file_name = match &new.file_name {
+            Some(name) => name.clone(),
+            None => new
+                .source
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .ok_or_else(|| ArtifactError::NoFileName(new.source.clone()))?,
+        };
+        // Check everything but the content first (placeholder hash and size).
+        let mut added = ArtifactAdded {
+            id: None,
+            session_id: new.session_id.clone(),
+            collection_id: new.collection_id.clone(),
+            artifact_id: new.artifact_id.clone(),
+            file_name,
+            artifact_type: new.artifact_type,
+            sha256: "0".repeat(64),
+            size_bytes: 0,
+            tags: new.tags.clone(),
+            task_id: new.task_id.clone(),
+            description: new.description.clone(),
+            expires_at: new.expires_at.clone(),
+        };
+        let preflight = Event::ArtifactAdded(added.clone());
+        preflight.validate().map_err(RecordError::from)?;
+        // The store's events carry no idempotency key, so the verdict is always Fresh.
+        self.recorder
+            .state()
+            .check(&preflight)
+            .map_err(RecordError::from)?;
+        let dir = self.root.join(&added.session_id).join(&added.collection_id);
+        std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        let dest = dir.join(&added.file_name);
+        let copied = copy::copy_hashed(&source, &dest)?;
+        added.sha256 = copied.sha256;
+        added.size_bytes = copied.size_bytes;
+        match self.recorder.record(&Event::ArtifactAdded(added)) {
+            Ok(_) => {}
+            Err(e) => {
+                // Refused after all (a concurrent add took the id): the copy is not kept.
+                let _ = std::fs::remove_file(&dest);
+                return Err(e.into());
+            }
+        }
+        self.recorder
+            .state()
+            .artifact(&new.artifact_id)
+            .cloned()
+            .ok_or_else(|| ArtifactError::NoFileName(new.source.clone()))
+    }
+
+    /// Async form of [`ArtifactStore::add_artifact`]: the copy runs on tokio's blocking pool.
+    pub async fn add_artifact_async(
+        &self,
+        new: NewArtifact,
+    ) -> Result<ArtifactView, ArtifactError> {
+        let store = self.clone();
+        let source = new.source.clone();
+        tokio::task::spawn_blocking(move || store.add_artifact(&new))
+            .await
+            .map_err(|e| ArtifactError::Io {
+                path: source,
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    /// Artifacts matching `query`, by id.
+    pub fn search(&self, query: &ArtifactQuery) -> Vec<ArtifactView> {
+        self.recorder
+            .state()
+            .artifacts()
+            .filter(|a| query.matches(a))
+            .cloned()
+            .collect()
+    }
+
+    /// Counts and bytes by type and by status.
+    pub fn statistics(&self) -> ArtifactStats {
+        search::statistics(self.recorder.state().artifacts())
+    }
+
+    /// Deletes artifacts whose `expires_at` is at or before `now_us`: records
+    /// `artifact.deleted` (reason `expired`), then removes the file. Also removes files left
+    /// behind by a crash after an earlier deletion was recorded. Returns the deleted ids.
+    pub fn apply_retention(&self, now_us: i64) -> Result<Vec<String>, ArtifactError> {
+        let candidates: Vec<ArtifactView> = self.recorder.state().artifacts().cloned().collect();
+        let mut deleted = Vec::new();
+        for artifact in candidates {
+            use crate::event::ArtifactStatus::Deleted;
+            let expired = artifact
+                .expires_at
+                .as_deref()
+                .and_then(|t| parse_rfc3339(t).ok())
+                .is_some_and(|t| t <= now_us);
+            if artifact.status != Deleted && expired {
+                let event = Event::ArtifactDeleted(ArtifactDeleted {
+                    id: None,
+                    artifact_id: artifact.artifact_id.clone(),
+                    reason: DeleteReason::Expired,
+                });
+                self.recorder.record(&event)?;
+                deleted.push(artifact.artifact_id.clone());
+            } else if artifact.status != Deleted {
+                continue;
+            }
+            remove_if_present(&self.path_of(&artifact))?;
+        }
+        Ok(deleted)
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), ArtifactError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ArtifactError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}

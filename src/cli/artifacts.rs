@@ -1,0 +1,284 @@
+//! `logbook artifacts add|search|stats|retention`: the artifact store from the shell.
+//! `add` and `retention` write (they take the writer lock); `search` and `stats` read the
+//! journal read-only, so they work beside a live writer.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use logbook::artifacts::{
+    ArtifactError, ArtifactQuery, ArtifactStore, NewArtifact, TagMatch, search,
+};
+use logbook::event::{ArtifactStatus, ArtifactType};
+use logbook::journal::Journal;
+use logbook::recorder::Recorder;
+use logbook::state::{ArtifactView, Until, state_at};
+use logbook::timestamp::{format_us, now_us, parse_rfc3339};
+
+use super::{BadInput, Cli};
+
+/// Arguments of `artifacts`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Copy a file into the store (hashing SHA-256) and record it.
+    Add {
+        /// The file.
+        path: PathBuf,
+        /// Session (must exist).
+        #[arg(long)]
+        session: String,
+        /// Collection in the session (must exist).
+        #[arg(long)]
+        collection: String,
+        /// Artifact id (unique); defaults to "<session>-<collection>-<file name>".
+        #[arg(long)]
+        id: Option<String>,
+        /// Type: log_file, test_result, configuration, screenshot, metrics_data, backup, report, diagnostic.
+        #[arg(long = "type", value_parser = parse_type)]
+        artifact_type: ArtifactType,
+        /// A tag (repeat for several).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// The task that produced it.
+        #[arg(long)]
+        task: Option<String>,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Name in the store (defaults to the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Expiry for retention (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Search artifacts; every filter given must match.
+    Search(SearchArgs),
+    /// Counts and bytes by type and status.
+    Stats,
+    /// Delete expired artifacts (recorded, files removed).
+    Retention {
+        /// Treat this RFC 3339 time as now.
+        #[arg(long)]
+        now: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SearchArgs {
+    /// Type.
+    #[arg(long = "type", value_parser = parse_type)]
+    artifact_type: Option<ArtifactType>,
+    /// Tag (repeat for several; all must match unless --any-tag).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Match any of the tags instead of all.
+    #[arg(long)]
+    any_tag: bool,
+    /// Producing task.
+    #[arg(long)]
+    task: Option<String>,
+    /// Status: created, uploaded, archived, deleted, failed.
+    #[arg(long, value_parser = parse_status)]
+    status: Option<ArtifactStatus>,
+    /// Session.
+    #[arg(long)]
+    session: Option<String>,
+    /// Smallest size in bytes.
+    #[arg(long)]
+    min_size: Option<u64>,
+    /// Largest size in bytes.
+    #[arg(long)]
+    max_size: Option<u64>,
+    /// Created at or after (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Created at or before (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// File-name glob, e.g. '*.log'.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|_| format!("unknown value {text:?}"))
+}
+
+fn parse_type(text: &str) -> Result<ArtifactType, String> {
+    parse_enum(text)
+}
+
+fn parse_status(text: &str) -> Result<ArtifactStatus, String> {
+    parse_enum(text)
+}
+
+fn time(flag: &str, text: &Option<String>) -> Result<Option<i64>, BadInput> {
+    text.as_deref()
+        .map(|t| parse_rfc3339(t).map_err(|e| BadInput(format!("{flag}: {e}"))))
+        .transpose()
+}
+
+fn store_error(e: ArtifactError) -> anyhow::Error {
+    if e.is_bad_input() {
+        BadInput(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        Command::Add {
+            path,
+            session,
+            collection,
+            id,
+            artifact_type,
+            tags,
+            task,
+            description,
+            name,
+            expires_at,
+        } => {
+            let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+            let store = ArtifactStore::new(recorder.clone(), cli.data.join("artifacts"));
+            let file_name = name.clone().or_else(|| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+            });
+            let artifact_id = id.clone().unwrap_or_else(|| {
+                format!(
+                    "{session}-{collection}-{}",
+                    file_name.as_deref().unwrap_or("file")
+                )
+            });
+            let new = NewArtifact {
+                session_id: session.clone(),
+                collection_id: collection.clone(),
+                artifact_id,
+                source: path.clone(),
+                file_name: name.clone(),
+                artifact_type: *artifact_type,
+                tags: tags.clone(),
+                task_id: task.clone(),
+                description: description.clone(),
+                expires_at: expires_at.clone(),
+            };
+            let view = store.add_artifact(&new).map_err(store_error)?;
+            drop(store);
+            if let Some(recorder) = Arc::into_inner(recorder) {
+                recorder.close()?;
+            }
+            print_artifacts(cli.json, std::slice::from_ref(&view));
+        }
+        Command::Search(s) => {
+            let query = ArtifactQuery {
+                artifact_type: s.artifact_type,
+                tags: s.tags.clone(),
+                tag_match: if s.any_tag {
+                    TagMatch::Any
+                } else {
+                    TagMatch::All
+                },
+                task_id: s.task.clone(),
+                status: s.status,
+                session_id: s.session.clone(),
+                min_size: s.min_size,
+                max_size: s.max_size,
+                created_from_us: time("--since", &s.since)?,
+                created_until_us: time("--until", &s.until)?,
+                name_glob: s.name.clone(),
+            };
+            let journal =
+                Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
+            let state = state_at(&journal, Until::End)?;
+            let found: Vec<ArtifactView> = state
+                .artifacts()
+                .filter(|a| query.matches(a))
+                .cloned()
+                .collect();
+            print_artifacts(cli.json, &found);
+        }
+        Command::Stats => {
+            let journal =
+                Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
+            let state = state_at(&journal, Until::End)?;
+            let stats = search::statistics(state.artifacts());
+            if cli.json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                println!(
+                    "{} artifacts, {} bytes",
+                    stats.total.count, stats.total.bytes
+                );
+                for (kind, t) in &stats.by_type {
+                    println!(
+                        "  type   {kind:<14} {:>6} artifacts {:>12} bytes",
+                        t.count, t.bytes
+                    );
+                }
+                for (status, t) in &stats.by_status {
+                    println!(
+                        "  status {status:<14} {:>6} artifacts {:>12} bytes",
+                        t.count, t.bytes
+                    );
+                }
+            }
+        }
+        Command::Retention { now } => {
+            let now = time("--now", now)?.unwrap_or_else(now_us);
+            let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+            let store = ArtifactStore::new(recorder.clone(), cli.data.join("artifacts"));
+            let deleted = store.apply_retention(now).map_err(store_error)?;
+            drop(store);
+            if let Some(recorder) = Arc::into_inner(recorder) {
+                recorder.close()?;
+            }
+            if cli.json {
+                println!("{}", serde_json::json!({"deleted": deleted}));
+            } else {
+                println!(
+                    "deleted {} expired artifacts{}",
+                    deleted.len(),
+                    if deleted.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", deleted.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_artifacts(json: bool, artifacts: &[ArtifactView]) {
+    for a in artifacts {
+        if json {
+            println!("{}", serde_json::to_string(a).unwrap_or_default());
+        } else {
+            println!(
+                "{} {}/{}/{} [{}] {} bytes sha256:{} {} tags:{} created {}",
+                a.artifact_id,
+                a.session_id,
+                a.collection_id,
+                a.file_name,
+                a.artifact_type.as_str(),
+                a.size_bytes,
+                a.sha256.get(..12).unwrap_or(&a.sha256),
+                a.status.as_str(),
+                a.tags.join(","),
+                format_us(a.created_at_us)
+            );
+        }
+    }
+}
