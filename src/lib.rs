@@ -6,6 +6,9 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`artifacts`] | `ArtifactStore`: sessions, collections, files with SHA-256, search, retention |
+//! | [`tracker`] | `ProgressTracker`: the embedded API for an upgrade's progress |
+//! | [`projection`] | the fold in SQLite (`state.sqlite`): checkpointed catch-up, views, search |
 //! | [`journal`] | the append-only log: group commit, segments, sealing, readers, recovery, verify |
 //! | [`event`] | typed events (DESIGN §3): validation, JSON Schemas, versions and upcasting |
 //! | [`recorder`] | the one path into the journal: validate, check against state, append, apply |
@@ -73,6 +76,7 @@ pub mod artifacts;
 pub mod envelope;
 pub mod event;
 pub mod journal;
+pub mod projection;
 pub mod recorder;
 pub mod state;
 pub mod timestamp;

@@ -3,6 +3,7 @@
 mod artifacts;
 mod demo;
 mod events;
+mod rebuild;
 mod record;
 mod repair;
 mod show;
@@ -57,6 +58,8 @@ pub enum Command {
     Verify,
     /// Open the journal cutting damaged committed records (kept in quarantine, and recorded).
     Repair,
+    /// Rebuild state.sqlite (the SQLite projections) from the journal, or resume it.
+    Rebuild(rebuild::Args),
 }
 
 /// Errors that mean "bad usage or input" (exit 2) rather than "failure found" (exit 1).
@@ -112,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Artifacts(args) => artifacts::run(&cli, args),
         Command::Verify => verify::run(&cli),
         Command::Repair => repair::run(&cli),
+        Command::Rebuild(args) => rebuild::run(&cli, args),
     }
 }
 
