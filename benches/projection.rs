@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
     let parse_elapsed = elapsed;
 
     eprintln!("replay + upcast + State::apply...");
-    let (state, elapsed) = timed(|| {
+    let (mut state, elapsed) = timed(|| {
         let mut state = State::new();
         let mut reader = journal.reader(StartAt::Earliest).unwrap();
         while let Some(record) = reader.next().unwrap() {
@@ -268,7 +268,7 @@ fn main() -> anyhow::Result<()> {
     let big = upgrade_events(0, scale.big_tasks, 1, 0);
     let big_events = record(&big_dir.path().join("journal"), &[big]);
     let big_journal = Journal::open_read_only(big_dir.path().join("journal"), config())?;
-    let state = logbook::state::state_at(&big_journal, logbook::state::Until::End)?;
+    let mut state = logbook::state::state_at(&big_journal, logbook::state::Until::End)?;
     let mut projection = Projection::open(big_dir.path())?;
     projection.catch_up(&big_journal)?;
     let id = "upgrade-0000";

@@ -310,7 +310,7 @@ fn project(data: &Path, journal: &Journal, batch: usize) -> Projection {
 }
 
 /// Every view of the projection equals the fold's.
-fn assert_same_views(projection: &Projection, state: &State, session_ids: &[String]) {
+fn assert_same_views(projection: &Projection, state: &mut State, session_ids: &[String]) {
     let ids: Vec<String> = state.upgrade_ids().map(str::to_string).collect();
     assert_eq!(projection.upgrade_ids().unwrap(), ids);
     for id in &ids {
@@ -356,14 +356,14 @@ fn views_equal_the_fold_including_lenient_and_untyped_records() {
     record_rich(data, 6, 24, 4, seed);
     append_lenient(data);
     let journal = open_journal(data);
-    let state = state_at(&journal, Until::End).unwrap();
+    let mut state = state_at(&journal, Until::End).unwrap();
     let mut projection = Projection::open(data).unwrap();
     let done = projection.catch_up(&journal).unwrap();
     assert_eq!(done.next_offset, journal.next_offset());
     assert_eq!(done.skipped, 2);
     assert_eq!(done.applied + done.skipped, journal.next_offset());
     assert_eq!(projection.checkpoint().unwrap(), journal.next_offset());
-    assert_same_views(&projection, &state, &session_ids(6));
+    assert_same_views(&projection, &mut state, &session_ids(6));
     // The lenient cases really happened: "late" exists with its early event ignored.
     let late = projection.upgrade("late").unwrap().unwrap();
     assert!(late.tasks.is_empty());
@@ -405,8 +405,8 @@ fn incremental_catch_up_beside_the_writer_equals_the_fold() {
             recorder.upgrade(&format!("u-{u}"))
         );
     }
-    let state = recorder.state().clone();
-    assert_same_views(&projection, &state, &session_ids(5));
+    let mut state = recorder.state().clone();
+    assert_same_views(&projection, &mut state, &session_ids(5));
     recorder.close().unwrap();
 }
 
@@ -554,8 +554,8 @@ fn sigkill_during_catch_up_applies_every_event_exactly_once() {
     projection.catch_up(&journal).unwrap();
     assert_eq!(projection.checkpoint().unwrap(), end);
     assert_eq!(projection.digest().unwrap(), clean);
-    let state = state_at(&journal, Until::End).unwrap();
-    assert_same_views(&projection, &state, &session_ids(30));
+    let mut state = state_at(&journal, Until::End).unwrap();
+    assert_same_views(&projection, &mut state, &session_ids(30));
 }
 
 #[test]
@@ -581,10 +581,10 @@ fn the_v1_fixture_journal_projects() {
     let done = projection.catch_up(&journal).unwrap();
     assert_eq!(done.next_offset, 60);
     assert_eq!(done.applied, 60);
-    let state = state_at(&journal, Until::End).unwrap();
+    let mut state = state_at(&journal, Until::End).unwrap();
     let sessions: Vec<String> = state.artifacts().map(|a| a.session_id.clone()).collect();
     assert!(!sessions.is_empty());
-    assert_same_views(&projection, &state, &sessions);
+    assert_same_views(&projection, &mut state, &sessions);
 }
 
 #[test]

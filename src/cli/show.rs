@@ -44,7 +44,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         },
     };
     let journal = Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
-    let state = state_at(&journal, until)?;
+    let mut state = state_at(&journal, until)?;
     match &args.what {
         What::Upgrade { id } => {
             let view = state.upgrade_view(id).ok_or_else(|| {

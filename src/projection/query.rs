@@ -1,7 +1,7 @@
 //! Reading the projection: the views of [`crate::state`] (same structs, same roll-up rule),
 //! artifact search with filters and full-text search (FTS5), and statistics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
@@ -175,7 +175,7 @@ fn artifact_row(row: &Row<'_>) -> rusqlite::Result<(ArtifactRow, i64)> {
 
 impl Projection {
     /// The view of an upgrade, percentages rolled up as [`crate::state::State::upgrade_view`]
-    /// does (the rule is in `crate::state`'s upgrade module; mirrored here by `roll_up`).
+    /// does (the rule is `crate::state::roll_up`, shared with the fold).
     pub fn upgrade(&self, id: &str) -> Result<Option<UpgradeView>, ProjectionError> {
         let row = self
             .db
@@ -227,9 +227,13 @@ impl Projection {
             started_at_us,
             completed_at_us,
             last_offset: offset(last_offset)?,
-            tasks: self.tasks(id)?,
+            tasks: self
+                .tasks(id)?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect(),
         };
-        roll_up(&mut view);
+        crate::state::roll_up(&mut view);
         Ok(Some(view))
     }
 
@@ -498,53 +502,4 @@ fn where_clause(query: &ArtifactQuery) -> (String, Vec<SqlValue>) {
         }
     }
     (terms.join(" AND "), values)
-}
-
-/// The roll-up of `crate::state`'s upgrade module, mirrored (that module is private; the
-/// projection tests compare both on a rich journal): a task's effective percentage is 100 once
-/// completed, else the mean of its subtasks' if it has any, else its own; the upgrade's is 100
-/// once completed, else the mean over root tasks (0 without tasks).
-fn roll_up(view: &mut UpgradeView) {
-    let position: HashMap<&str, usize> = view
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.task_id.as_str(), i))
-        .collect();
-    let mut sums = vec![(0.0f64, 0usize); view.tasks.len()];
-    let mut effective = vec![0.0f64; view.tasks.len()];
-    for (i, task) in view.tasks.iter().enumerate().rev() {
-        let (sum, children) = sums.get(i).copied().unwrap_or((0.0, 0));
-        let own = if task.status == ProgressStatus::Completed {
-            100.0
-        } else if children > 0 {
-            sum / children as f64
-        } else {
-            task.percentage
-        };
-        if let Some(slot) = effective.get_mut(i) {
-            *slot = own;
-        }
-        if let Some(parent) = task.parent_id.as_deref().and_then(|p| position.get(p))
-            && let Some(slot) = sums.get_mut(*parent)
-        {
-            slot.0 += own;
-            slot.1 += 1;
-        }
-    }
-    let mut roots = (0.0f64, 0usize);
-    for (task, pct) in view.tasks.iter_mut().zip(&effective) {
-        task.effective_percentage = *pct;
-        if task.parent_id.is_none() {
-            roots.0 += *pct;
-            roots.1 += 1;
-        }
-    }
-    view.percentage = if view.status == ProgressStatus::Completed {
-        100.0
-    } else if roots.1 == 0 {
-        0.0
-    } else {
-        roots.0 / roots.1 as f64
-    };
 }

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 pub use as_of::{Until, state_at};
 pub use refusal::Refusal;
 pub use session::{ArtifactView, CollectionView, SessionView};
-pub use upgrade::{TaskView, UpgradeView};
+pub use upgrade::{TaskView, UpgradeView, roll_up};
 
 use crate::event::{ArtifactStatus, Event, ProgressStatus};
 use upgrade::Upgrade;
@@ -291,6 +291,7 @@ impl State {
                             tasks: Vec::new(),
                         },
                         index: BTreeMap::new(),
+                        parents: Vec::new(),
                     });
             }
             Event::UpgradePhaseChanged(e) => self.with_upgrade(&e.upgrade_id, offset, |u| {
@@ -310,8 +311,7 @@ impl State {
                 if u.index.contains_key(&e.task_id) {
                     return;
                 }
-                u.index.insert(e.task_id.clone(), u.view.tasks.len());
-                u.view.tasks.push(TaskView {
+                u.push_task(TaskView {
                     task_id: e.task_id.clone(),
                     name: e.name.clone(),
                     task_type: e.task_type,
@@ -481,8 +481,11 @@ impl State {
     }
 
     /// The view of an upgrade, percentages rolled up.
-    pub fn upgrade_view(&self, upgrade_id: &str) -> Option<UpgradeView> {
-        self.upgrades.get(upgrade_id).map(Upgrade::snapshot)
+    ///
+    /// `&mut`: the roll-up is cached in place, so a snapshot of a large upgrade costs O(tasks)
+    /// arithmetic and pointer copies, not a deep copy.
+    pub fn upgrade_view(&mut self, upgrade_id: &str) -> Option<UpgradeView> {
+        self.upgrades.get_mut(upgrade_id).map(Upgrade::snapshot)
     }
 
     /// Ids of all upgrades, sorted.

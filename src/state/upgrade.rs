@@ -4,8 +4,14 @@
 //! otherwise, if it has subtasks, the mean of its subtasks' effective percentages; otherwise its
 //! last reported percentage (0 before any). Cancelled tasks count with their last value. The
 //! upgrade's percentage is the mean over its root tasks, or 100 once the upgrade completed.
+//!
+//! [`roll_up`] applies the rule to any view (the SQLite projection uses it on the rows it
+//! reads); the fold keeps each task's parent index so its own roll-up needs no lookups, and
+//! shares tasks behind `Arc` so a snapshot of 10,000 tasks copies pointers, not tasks. Both go
+//! through one function ([`rolled`]), so they give bit-identical percentages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -39,8 +45,8 @@ pub struct UpgradeView {
     pub completed_at_us: Option<i64>,
     /// Offset of the last event that changed this upgrade.
     pub last_offset: u64,
-    /// Tasks in the order they were added.
-    pub tasks: Vec<TaskView>,
+    /// Tasks in the order they were added (shared: snapshots are cheap).
+    pub tasks: Vec<Arc<TaskView>>,
 }
 
 /// The view of one task.
@@ -80,6 +86,8 @@ pub(crate) struct Upgrade {
     pub view: UpgradeView,
     /// task id → index in `view.tasks`.
     pub index: BTreeMap<String, usize>,
+    /// Index of each task's parent (parents are always added before their children).
+    pub parents: Vec<Option<usize>>,
 }
 
 impl Upgrade {
@@ -87,46 +95,62 @@ impl Upgrade {
         self.index
             .get(task_id)
             .and_then(|i| self.view.tasks.get(*i))
+            .map(|t| &**t)
     }
 
     pub fn task_mut(&mut self, task_id: &str) -> Option<&mut TaskView> {
         let i = *self.index.get(task_id)?;
-        self.view.tasks.get_mut(i)
+        self.view.tasks.get_mut(i).map(Arc::make_mut)
     }
 
-    /// The view with percentages rolled up.
-    pub fn snapshot(&self) -> UpgradeView {
-        let mut view = self.view.clone();
-        let effective = effective_percentages(&view.tasks);
-        for (task, pct) in view.tasks.iter_mut().zip(&effective) {
-            task.effective_percentage = *pct;
-        }
-        let roots: Vec<f64> = view
-            .tasks
-            .iter()
-            .zip(&effective)
-            .filter(|(t, _)| t.parent_id.is_none())
-            .map(|(_, p)| *p)
-            .collect();
-        view.percentage = if view.status == ProgressStatus::Completed {
-            100.0
-        } else if roots.is_empty() {
-            0.0
-        } else {
-            roots.iter().sum::<f64>() / roots.len() as f64
-        };
-        view
+    /// Adds a task (its parent, if any, must already be indexed).
+    pub fn push_task(&mut self, task: TaskView) {
+        let parent = task
+            .parent_id
+            .as_deref()
+            .and_then(|p| self.index.get(p))
+            .copied();
+        self.index
+            .insert(task.task_id.clone(), self.view.tasks.len());
+        self.parents.push(parent);
+        self.view.tasks.push(Arc::new(task));
+    }
+
+    /// The view with percentages rolled up (only tasks whose percentage changed are touched).
+    pub fn snapshot(&mut self) -> UpgradeView {
+        let parents = &self.parents;
+        let (effective, overall) = rolled(&self.view, |i| parents.get(i).copied().flatten());
+        store(&mut self.view, &effective, overall);
+        self.view.clone()
     }
 }
 
-/// Effective percentages of `tasks` (parents always precede their children, since a parent
-/// must exist when a child is added), computed bottom-up in one reverse pass.
-fn effective_percentages(tasks: &[TaskView]) -> Vec<f64> {
-    let position: BTreeMap<&str, usize> = tasks
+/// Rolls up the percentages of `view` in place (see the module docs for the rule).
+pub fn roll_up(view: &mut UpgradeView) {
+    let position: HashMap<&str, usize> = view
+        .tasks
         .iter()
         .enumerate()
         .map(|(i, t)| (t.task_id.as_str(), i))
         .collect();
+    let parents: Vec<Option<usize>> = view
+        .tasks
+        .iter()
+        .map(|t| {
+            t.parent_id
+                .as_deref()
+                .and_then(|p| position.get(p))
+                .copied()
+        })
+        .collect();
+    let (effective, overall) = rolled(view, |i| parents.get(i).copied().flatten());
+    store(view, &effective, overall);
+}
+
+/// Effective percentages of every task and the upgrade's overall percentage, in one reverse
+/// pass (children come after their parents).
+fn rolled(view: &UpgradeView, parent_of: impl Fn(usize) -> Option<usize>) -> (Vec<f64>, f64) {
+    let tasks = &view.tasks;
     let mut sums = vec![(0.0f64, 0usize); tasks.len()];
     let mut effective = vec![0.0f64; tasks.len()];
     for (i, task) in tasks.iter().enumerate().rev() {
@@ -141,12 +165,34 @@ fn effective_percentages(tasks: &[TaskView]) -> Vec<f64> {
         if let Some(slot) = effective.get_mut(i) {
             *slot = own;
         }
-        if let Some(parent) = task.parent_id.as_deref().and_then(|p| position.get(p))
-            && let Some(slot) = sums.get_mut(*parent)
-        {
+        if let Some(slot) = parent_of(i).and_then(|p| sums.get_mut(p)) {
             slot.0 += own;
             slot.1 += 1;
         }
     }
-    effective
+    let mut roots = (0.0f64, 0usize);
+    for (task, pct) in tasks.iter().zip(&effective) {
+        if task.parent_id.is_none() {
+            roots.0 += *pct;
+            roots.1 += 1;
+        }
+    }
+    let overall = if view.status == ProgressStatus::Completed {
+        100.0
+    } else if roots.1 == 0 {
+        0.0
+    } else {
+        roots.0 / roots.1 as f64
+    };
+    (effective, overall)
+}
+
+fn store(view: &mut UpgradeView, effective: &[f64], overall: f64) {
+    for (task, pct) in view.tasks.iter_mut().zip(effective) {
+        // Compare bits: writes (and so copy-on-write of shared tasks) only on change.
+        if task.effective_percentage.to_bits() != pct.to_bits() {
+            Arc::make_mut(task).effective_percentage = *pct;
+        }
+    }
+    view.percentage = overall;
 }
