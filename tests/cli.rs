@@ -468,3 +468,28 @@ fn artifacts_add_search_stats_retention() {
         assert_ne!(out.status.code(), Some(0), "{bad:?}");
     }
 }
+
+#[test]
+fn writer_commands_keep_the_sqlite_projection_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = [START, ADD, &progress(30)].join("\n");
+    assert!(logbook(tmp.path(), &["record"], &lines).status.success());
+    let rebuild = |args: &[&str]| {
+        let mut all = vec!["--json", "rebuild"];
+        all.extend_from_slice(args);
+        let out = logbook(tmp.path(), &all, "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let resumed = rebuild(&["--resume"]);
+    assert_eq!(
+        resumed["applied"], 0,
+        "record already brought state.sqlite to the end"
+    );
+    assert_eq!(resumed["next_offset"], 3);
+    let full = rebuild(&[]);
+    assert_eq!(
+        (full["applied"].as_u64(), &full["digest"]),
+        (Some(3), &resumed["digest"])
+    );
+}

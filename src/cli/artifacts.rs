@@ -175,6 +175,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             };
             let view = store.add_artifact(&new).map_err(store_error)?;
             drop(store);
+            super::sync_projection(cli, recorder.journal())?;
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
             }
@@ -240,6 +241,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let store = ArtifactStore::new(recorder.clone(), cli.data.join("artifacts"));
             let deleted = store.apply_retention(now).map_err(store_error)?;
             drop(store);
+            super::sync_projection(cli, recorder.journal())?;
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
             }

@@ -356,6 +356,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let events = run.events;
     let end_offset = recorder.journal().next_offset();
     let view = recorder.upgrade(&upgrade_id);
+    super::sync_projection(cli, recorder.journal())?;
     recorder.close()?;
     let report = verify_dir(
         &dir,

@@ -105,6 +105,14 @@ impl Cli {
     }
 }
 
+/// Brings `state.sqlite` up to the journal's end from its checkpoint (writer commands call this
+/// before closing, so the SQLite views follow every recorded event).
+pub fn sync_projection(cli: &Cli, journal: &logbook::journal::Journal) -> anyhow::Result<()> {
+    let mut projection = logbook::projection::Projection::open(&cli.data)?;
+    projection.catch_up(journal)?;
+    Ok(())
+}
+
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {

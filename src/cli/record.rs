@@ -119,6 +119,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             out.flush()?;
         }
     }
+    super::sync_projection(cli, recorder.journal())?;
     recorder.close()?;
     summary.print(cli.json)?;
     Ok(if summary.refused > 0 {
