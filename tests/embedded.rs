@@ -394,3 +394,39 @@ fn search_statistics_and_retention() {
     assert!(store.apply_retention(now).unwrap().is_empty(), "idempotent");
     assert_eq!(store.statistics().by_status["deleted"].count, 1);
 }
+
+#[test]
+fn artifact_store_async_entry_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recorder = open(tmp.path());
+    ProgressTracker::new(recorder.clone(), "u-1")
+        .start_upgrade("p", "prod", "one", None)
+        .unwrap();
+    let store = ArtifactStore::new(recorder.clone(), tmp.path().join("artifacts"));
+    let src = tmp.path().join("r.json");
+    std::fs::write(&src, b"{\"passed\":12}").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deleted = runtime.block_on(async {
+        store
+            .create_session_async("s-1", "u-1", "prod")
+            .await
+            .unwrap();
+        store
+            .create_collection_async("s-1", "logs", "Logs", None)
+            .await
+            .unwrap();
+        let mut new = new_artifact("a-1", src, ArtifactType::TestResult, &["report"]);
+        new.task_id = None;
+        new.expires_at = Some("2000-01-01T00:00:00Z".into());
+        let view = store.add_artifact_async(new).await.unwrap();
+        assert_eq!(view.size_bytes, 13);
+        store
+            .apply_retention_async(logbook::timestamp::now_us())
+            .await
+            .unwrap()
+    });
+    assert_eq!(deleted, ["a-1"]);
+}

@@ -228,6 +228,51 @@ impl ArtifactStore {
             })?
     }
 
+    /// Async form of [`ArtifactStore::create_session`].
+    pub async fn create_session_async(
+        &self,
+        session_id: &str,
+        upgrade_id: &str,
+        cluster_name: &str,
+    ) -> Result<u64, ArtifactError> {
+        let event = Event::SessionCreated(SessionCreated {
+            id: None,
+            session_id: session_id.into(),
+            upgrade_id: upgrade_id.into(),
+            cluster_name: cluster_name.into(),
+        });
+        Ok(self.recorder.record_async(&event).await?.offset())
+    }
+
+    /// Async form of [`ArtifactStore::create_collection`].
+    pub async fn create_collection_async(
+        &self,
+        session_id: &str,
+        collection_id: &str,
+        name: &str,
+        task_id: Option<&str>,
+    ) -> Result<u64, ArtifactError> {
+        let event = Event::CollectionCreated(CollectionCreated {
+            id: None,
+            session_id: session_id.into(),
+            collection_id: collection_id.into(),
+            name: name.into(),
+            task_id: task_id.map(str::to_string),
+        });
+        Ok(self.recorder.record_async(&event).await?.offset())
+    }
+
+    /// Async form of [`ArtifactStore::apply_retention`] (file removal on the blocking pool).
+    pub async fn apply_retention_async(&self, now_us: i64) -> Result<Vec<String>, ArtifactError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.apply_retention(now_us))
+            .await
+            .map_err(|e| ArtifactError::Io {
+                path: store_root_hint(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
     /// Artifacts matching `query`, by id.
     pub fn search(&self, query: &ArtifactQuery) -> Vec<ArtifactView> {
         self.recorder
@@ -271,6 +316,10 @@ impl ArtifactStore {
         }
         Ok(deleted)
     }
+}
+
+fn store_root_hint() -> PathBuf {
+    PathBuf::from("(artifact store task)")
 }
 
 fn remove_if_present(path: &Path) -> Result<(), ArtifactError> {
