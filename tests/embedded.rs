@@ -370,6 +370,24 @@ fn search_statistics_and_retention() {
         }),
         Vec::<String>::new()
     );
+    let text = |t: &str| ArtifactQuery {
+        text: Some(t.into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(&text("API")), ["a-1"], "tag word, case-insensitive");
+    assert_eq!(
+        ids(&text("artifact a-3")),
+        ["a-3"],
+        "words of the description"
+    );
+    assert_eq!(ids(&text("json")), ["a-2"], "word of the file name");
+    assert_eq!(
+        ids(&ArtifactQuery {
+            limit: Some(2),
+            ..Default::default()
+        }),
+        ["a-1", "a-2"]
+    );
     let stats = store.statistics();
     assert_eq!((stats.total.count, stats.total.bytes), (3, 5400));
     assert_eq!(stats.by_type["log_file"].bytes, 400);

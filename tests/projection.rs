@@ -599,6 +599,14 @@ fn search_and_stats_match_a_filter_over_the_fold() {
     let check = |query: ArtifactQuery, keep: &dyn Fn(&logbook::state::ArtifactView) -> bool| {
         let expected: Vec<_> = all.iter().filter(|a| keep(a)).cloned().collect();
         assert_eq!(projection.search(&query).unwrap(), expected, "{query:?}");
+        // The same query type filters the in-memory fold identically (FTS5 vs word matching).
+        let in_memory: Vec<_> = all
+            .iter()
+            .filter(|a| query.matches(a))
+            .take(query.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
+        assert_eq!(in_memory, expected, "in-memory {query:?}");
         let stats = projection.stats(&query).unwrap();
         assert_eq!(stats.total.count, expected.len() as u64);
         assert_eq!(
@@ -664,7 +672,7 @@ fn search_and_stats_match_a_filter_over_the_fold() {
     check(
         ArtifactQuery {
             created_from_us: Some(mid),
-            created_to_us: Some(mid + 1),
+            created_until_us: Some(mid + 1),
             ..Default::default()
         },
         &|a| (mid..=mid + 1).contains(&a.created_at_us),

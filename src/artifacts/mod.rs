@@ -126,12 +126,7 @@ impl ArtifactStore {
         upgrade_id: &str,
         cluster_name: &str,
     ) -> Result<u64, ArtifactError> {
-        let event = Event::SessionCreated(SessionCreated {
-            id: None,
-            session_id: session_id.into(),
-            upgrade_id: upgrade_id.into(),
-            cluster_name: cluster_name.into(),
-        });
+        let event = session_created(session_id, upgrade_id, cluster_name);
         Ok(self.recorder.record(&event)?.offset())
     }
 
@@ -143,13 +138,7 @@ impl ArtifactStore {
         name: &str,
         task_id: Option<&str>,
     ) -> Result<u64, ArtifactError> {
-        let event = Event::CollectionCreated(CollectionCreated {
-            id: None,
-            session_id: session_id.into(),
-            collection_id: collection_id.into(),
-            name: name.into(),
-            task_id: task_id.map(str::to_string),
-        });
+        let event = collection_created(session_id, collection_id, name, task_id);
         Ok(self.recorder.record(&event)?.offset())
     }
 
@@ -235,12 +224,7 @@ impl ArtifactStore {
         upgrade_id: &str,
         cluster_name: &str,
     ) -> Result<u64, ArtifactError> {
-        let event = Event::SessionCreated(SessionCreated {
-            id: None,
-            session_id: session_id.into(),
-            upgrade_id: upgrade_id.into(),
-            cluster_name: cluster_name.into(),
-        });
+        let event = session_created(session_id, upgrade_id, cluster_name);
         Ok(self.recorder.record_async(&event).await?.offset())
     }
 
@@ -252,13 +236,7 @@ impl ArtifactStore {
         name: &str,
         task_id: Option<&str>,
     ) -> Result<u64, ArtifactError> {
-        let event = Event::CollectionCreated(CollectionCreated {
-            id: None,
-            session_id: session_id.into(),
-            collection_id: collection_id.into(),
-            name: name.into(),
-            task_id: task_id.map(str::to_string),
-        });
+        let event = collection_created(session_id, collection_id, name, task_id);
         Ok(self.recorder.record_async(&event).await?.offset())
     }
 
@@ -279,6 +257,7 @@ impl ArtifactStore {
             .state()
             .artifacts()
             .filter(|a| query.matches(a))
+            .take(query.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect()
     }
@@ -316,6 +295,30 @@ impl ArtifactStore {
         }
         Ok(deleted)
     }
+}
+
+fn session_created(session_id: &str, upgrade_id: &str, cluster_name: &str) -> Event {
+    Event::SessionCreated(SessionCreated {
+        id: None,
+        session_id: session_id.into(),
+        upgrade_id: upgrade_id.into(),
+        cluster_name: cluster_name.into(),
+    })
+}
+
+fn collection_created(
+    session_id: &str,
+    collection_id: &str,
+    name: &str,
+    task_id: Option<&str>,
+) -> Event {
+    Event::CollectionCreated(CollectionCreated {
+        id: None,
+        session_id: session_id.into(),
+        collection_id: collection_id.into(),
+        name: name.into(),
+        task_id: task_id.map(str::to_string),
+    })
 }
 
 fn store_root_hint() -> PathBuf {

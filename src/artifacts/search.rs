@@ -1,4 +1,9 @@
-//! Artifact search and statistics over the current state.
+//! Artifact search filters and statistics: one query type for both the in-memory state
+//! ([`ArtifactQuery::matches`]) and the SQLite projection (which turns it into SQL and FTS5).
+//!
+//! Free text (`text`): every word of the query must occur as a word of the file name, the
+//! description or a tag. Words are runs of letters and digits, compared case-insensitively
+//! (as FTS5's default tokenizer does for ASCII; the projection uses FTS5 itself).
 
 use std::collections::BTreeMap;
 
@@ -42,6 +47,18 @@ pub struct ArtifactQuery {
     pub created_until_us: Option<i64>,
     /// Glob over the file name (`*` and `?`).
     pub name_glob: Option<String>,
+    /// Free text: every word must occur in the file name, description or tags.
+    pub text: Option<String>,
+    /// At most this many results (by artifact id).
+    pub limit: Option<usize>,
+}
+
+/// The words of `text`: runs of letters and digits, lower-cased.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 impl ArtifactQuery {
@@ -66,6 +83,12 @@ impl ArtifactQuery {
                 .name_glob
                 .as_ref()
                 .is_none_or(|g| crate::type_filter::glob_match(g, &a.file_name))
+            && self.text.as_deref().is_none_or(|text| {
+                let mut have = words(&a.file_name);
+                have.extend(a.description.as_deref().map(words).unwrap_or_default());
+                have.extend(a.tags.iter().flat_map(|t| words(t)));
+                words(text).iter().all(|w| have.contains(w))
+            })
     }
 }
 

@@ -105,6 +105,12 @@ struct SearchArgs {
     /// File-name glob, e.g. '*.log'.
     #[arg(long)]
     name: Option<String>,
+    /// Free text: every word must occur in the file name, description or tags.
+    #[arg(long)]
+    text: Option<String>,
+    /// At most this many results.
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
@@ -198,6 +204,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 created_from_us: time("--since", &s.since)?,
                 created_until_us: time("--until", &s.until)?,
                 name_glob: s.name.clone(),
+                text: s.text.clone(),
+                limit: s.limit,
             };
             let journal =
                 Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
@@ -205,6 +213,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let found: Vec<ArtifactView> = state
                 .artifacts()
                 .filter(|a| query.matches(a))
+                .take(query.limit.unwrap_or(usize::MAX))
                 .cloned()
                 .collect();
             print_artifacts(cli.json, &found);

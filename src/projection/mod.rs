@@ -40,7 +40,7 @@ mod store;
 
 use std::path::PathBuf;
 
-pub use query::{ArtifactQuery, ArtifactStats, CountBytes, TagMatch};
+pub use crate::artifacts::search::{ArtifactQuery, ArtifactStats, TagMatch, Tally};
 pub use store::{CatchUp, DEFAULT_BATCH_SIZE, Projection, STATE_FILE};
 
 /// Why the projection failed.

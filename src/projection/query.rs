@@ -1,78 +1,14 @@
 //! Reading the projection: the views of [`crate::state`] (same structs, same roll-up rule),
 //! artifact search with filters and full-text search (FTS5), and statistics.
 
-use std::collections::BTreeMap;
-
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{Projection, ProjectionError};
+use crate::artifacts::search::{ArtifactQuery, ArtifactStats, TagMatch};
 use crate::event::{ArtifactStatus, ArtifactType, ProgressStatus, TaskType};
 use crate::state::{ArtifactView, CollectionView, SessionView, TaskView, UpgradeView};
-
-/// How [`ArtifactQuery::tags`] must match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TagMatch {
-    /// Every tag.
-    #[default]
-    All,
-    /// At least one tag.
-    Any,
-}
-
-/// Filters of [`Projection::search`] and [`Projection::stats`]; every set filter must hold.
-#[derive(Debug, Clone, Default)]
-pub struct ArtifactQuery {
-    /// Of this type.
-    pub artifact_type: Option<ArtifactType>,
-    /// With these tags (see `tag_match`); empty: no tag filter.
-    pub tags: Vec<String>,
-    /// All or any of `tags`.
-    pub tag_match: TagMatch,
-    /// Produced by this task.
-    pub task_id: Option<String>,
-    /// In this status.
-    pub status: Option<ArtifactStatus>,
-    /// In this session.
-    pub session_id: Option<String>,
-    /// At least this many bytes.
-    pub min_size: Option<u64>,
-    /// At most this many bytes.
-    pub max_size: Option<u64>,
-    /// Created at or after (µs since epoch).
-    pub created_from_us: Option<i64>,
-    /// Created at or before (µs since epoch).
-    pub created_to_us: Option<i64>,
-    /// File name matching this glob (`*`, `?`, `[...]`; case-sensitive).
-    pub name_glob: Option<String>,
-    /// Free text: every word must occur in the file name, description or tags (FTS5; words
-    /// are matched as quoted tokens, so no query syntax is interpreted).
-    pub text: Option<String>,
-    /// At most this many results (by artifact id).
-    pub limit: Option<usize>,
-}
-
-/// A count and a byte total.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct CountBytes {
-    /// Artifacts.
-    pub count: u64,
-    /// Sum of their sizes.
-    pub bytes: u64,
-}
-
-/// Artifact statistics.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct ArtifactStats {
-    /// Every matching artifact.
-    pub total: CountBytes,
-    /// By type (serialized name).
-    pub by_type: BTreeMap<String, CountBytes>,
-    /// By status (serialized name).
-    pub by_status: BTreeMap<String, CountBytes>,
-}
 
 const PROGRESS: [ProgressStatus; 6] = [
     ProgressStatus::NotStarted,
@@ -458,7 +394,7 @@ fn where_clause(query: &ArtifactQuery) -> (String, Vec<SqlValue>) {
     if let Some(from) = query.created_from_us {
         terms.push(format!("a.created_at_us >= {}", bind(from.into())));
     }
-    if let Some(to) = query.created_to_us {
+    if let Some(to) = query.created_until_us {
         terms.push(format!("a.created_at_us <= {}", bind(to.into())));
     }
     if let Some(glob) = &query.name_glob {
