@@ -11,8 +11,11 @@
 //! | [`projection`] | the fold in SQLite (`state.sqlite`): checkpointed catch-up, views, search |
 //! | [`journal`] | the append-only log: group commit, segments, sealing, readers, recovery, verify |
 //! | [`event`] | typed events (DESIGN §3): validation, JSON Schemas, versions and upcasting |
+//! | [`ingest`] | NDJSON lines → recorder, with a per-line report (record, record --to, POST /v1/events) |
 //! | [`recorder`] | the one path into the journal: validate, check against state, append, apply |
+//! | [`server`] | `logbook serve`: HTTP ingest and JSON views, bearer token, loopback by default |
 //! | [`state`] | the domain fold: stateful validation, current and as-of views |
+//! | [`subscribe`] | subscriptions from an offset or time, durable consumers, isolated callbacks |
 //! | [`envelope`] | records as JSON lines: offset, ts, schema version, then the payload |
 //! | [`type_filter`] | `task.*,upgrade.failed` style filters over event types |
 //! | [`timestamp`] | recorder timestamps (µs since epoch, RFC 3339 on the wire) |
@@ -75,10 +78,13 @@
 pub mod artifacts;
 pub mod envelope;
 pub mod event;
+pub mod ingest;
 pub mod journal;
 pub mod projection;
 pub mod recorder;
+pub mod server;
 pub mod state;
+pub mod subscribe;
 pub mod timestamp;
 pub mod tracker;
 pub mod type_filter;

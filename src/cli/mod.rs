@@ -6,6 +6,7 @@ mod events;
 mod rebuild;
 mod record;
 mod repair;
+mod serve;
 mod show;
 mod verify;
 
@@ -60,6 +61,8 @@ pub enum Command {
     Repair,
     /// Rebuild state.sqlite (the SQLite projections) from the journal, or resume it.
     Rebuild(rebuild::Args),
+    /// Serve HTTP ingest (`POST /v1/events`) and JSON views; owns the journal while it runs.
+    Serve(serve::Args),
 }
 
 /// Errors that mean "bad usage or input" (exit 2) rather than "failure found" (exit 1).
@@ -124,6 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify => verify::run(&cli),
         Command::Repair => repair::run(&cli),
         Command::Rebuild(args) => rebuild::run(&cli, args),
+        Command::Serve(args) => serve::run(&cli, args),
     }
 }
 

@@ -3,15 +3,21 @@
 //! with its number and reason and nothing of it is written; the others are appended in
 //! batches (one group commit per batch read). A line whose `id` was already recorded writes
 //! nothing and is reported. Exit 2 if any line was refused.
+//!
+//! With `--to http://HOST:PORT` the lines are posted to a running `logbook serve` (which owns
+//! the journal) in chunks of at most [`REMOTE_CHUNK_LINES`] lines / [`REMOTE_CHUNK_BYTES`]
+//! bytes instead; the server runs the same checks, line numbers stay global across chunks, and
+//! the summary and exit codes are the same. Exit 1 if the server cannot be reached or fails.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
+use logbook::ingest::{IngestReport, ingest_lines};
 use logbook::journal::Durability;
-use logbook::recorder::{Recorded, Recorder, parse_event};
+use logbook::recorder::Recorder;
 
-use super::Cli;
+use super::{BadInput, Cli};
 
 /// Arguments of `record`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +30,13 @@ pub struct Args {
     /// under the durability policy (for producers that must know what is safe).
     #[arg(long)]
     acks: bool,
+    /// Post the events to a running `logbook serve` at this http:// URL instead of opening the
+    /// data directory (the server's durability policy applies).
+    #[arg(long, value_name = "http://HOST:PORT")]
+    to: Option<String>,
+    /// Bearer token for `--to` (when the server requires one; ignored without `--to`).
+    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Lines handed from the stdin thread to the appender, at most this many in flight.
@@ -36,6 +49,9 @@ type Numbered = (u64, Vec<u8>);
 type Line = std::io::Result<Numbered>;
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(to) = &args.to {
+        return run_remote(cli, args, to);
+    }
     let config = logbook::journal::JournalConfig {
         durability: args.durability,
         ..cli.journal_config()?
@@ -66,58 +82,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     });
     let mut summary = Summary::default();
     while let Some(lines) = next_batch(&rx)? {
-        let mut events = Vec::with_capacity(lines.len());
-        for (number, line) in lines {
-            let text = trim_line(&line);
-            if text.is_empty() {
-                continue;
-            }
-            if text.len() > max {
-                summary.refused += 1;
-                eprintln!(
-                    "line {number}: refused: {} bytes exceeds the {max}-byte limit",
-                    text.len()
-                );
-                continue;
-            }
-            match parse_event(text) {
-                Ok(event) => events.push((number, event)),
-                Err(reason) => {
-                    summary.refused += 1;
-                    eprintln!("line {number}: refused: {reason}");
-                }
-            }
-        }
-        if events.is_empty() {
-            continue;
-        }
-        let results = recorder.record_all(events.iter().map(|(_, e)| e))?;
-        let mut acked: Option<(u64, u64)> = None;
-        for ((number, _), result) in events.iter().zip(results) {
-            match result {
-                Ok(Recorded::Appended(offset)) => {
-                    summary.first.get_or_insert(offset);
-                    summary.last = Some(offset);
-                    summary.count += 1;
-                    acked = Some(acked.map_or((offset, offset), |(a, _)| (a, offset)));
-                }
-                Ok(Recorded::AlreadyRecorded(offset)) => {
-                    summary.already += 1;
-                    eprintln!(
-                        "line {number}: already recorded at offset {offset} (same id); nothing written"
-                    );
-                }
-                Err(reason) => {
-                    summary.refused += 1;
-                    eprintln!("line {number}: refused: {reason}");
-                }
-            }
-        }
-        if let (true, Some((first, last))) = (args.acks, acked) {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{{\"first\":{first},\"last\":{last}}}")?;
-            out.flush()?;
-        }
+        let numbered = lines.iter().map(|(n, line)| (*n, line.as_slice()));
+        let report = ingest_lines(&recorder, numbered, max)?;
+        summary.absorb(&report, |n| n, args.acks)?;
     }
     super::sync_projection(cli, recorder.journal())?;
     recorder.close()?;
@@ -140,6 +107,43 @@ struct Summary {
 }
 
 impl Summary {
+    /// Reports each refused or already-recorded line (numbered by `line_of`) on stderr, counts
+    /// the report, and prints the acknowledged range when `--acks` asks for it.
+    fn absorb(
+        &mut self,
+        report: &IngestReport,
+        line_of: impl Fn(u64) -> u64,
+        acks: bool,
+    ) -> std::io::Result<()> {
+        for refused in &report.refused {
+            self.refused += 1;
+            eprintln!(
+                "line {}: refused: {}",
+                line_of(refused.line),
+                refused.reason
+            );
+        }
+        for already in &report.already_recorded {
+            self.already += 1;
+            eprintln!(
+                "line {}: already recorded at offset {} (same id); nothing written",
+                line_of(already.line),
+                already.offset
+            );
+        }
+        if let (Some(first), Some(last)) = (report.first, report.last) {
+            self.first.get_or_insert(first);
+            self.last = Some(last);
+            self.count += report.count;
+            if acks {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{{\"first\":{first},\"last\":{last}}}")?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+
     fn print(&self, json: bool) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         if json {
@@ -182,14 +186,95 @@ fn next_batch(rx: &Receiver<Line>) -> anyhow::Result<Option<Vec<Numbered>>> {
     Ok(Some(batch))
 }
 
-fn trim_line(line: &[u8]) -> &[u8] {
-    let end = line
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    let start = line
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(end);
-    line.get(start..end).unwrap_or(&[])
+/// Lines posted per request by `--to` at most.
+pub const REMOTE_CHUNK_LINES: usize = 4096;
+/// Bytes posted per request by `--to` at most (below the server's 16 MiB body limit).
+pub const REMOTE_CHUNK_BYTES: usize = 8 << 20;
+
+/// `record --to`: posts stdin in chunks to `POST /v1/events` (see the module docs).
+fn run_remote(cli: &Cli, args: &Args, to: &str) -> anyhow::Result<ExitCode> {
+    let base = to.trim_end_matches('/');
+    if !base.starts_with("http://") {
+        return Err(BadInput(format!(
+            "--to {to:?}: expected http://HOST:PORT (no TLS: use a tunnel for remote servers)"
+        ))
+        .into());
+    }
+    let url = format!("{base}/v1/events");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut summary = Summary::default();
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut number = 0u64;
+    let mut done = false;
+    while !done {
+        // One chunk: its first line's number, and the lines, each ending in a newline.
+        let start = number + 1;
+        let mut body = Vec::new();
+        let mut lines = 0usize;
+        while lines < REMOTE_CHUNK_LINES && body.len() < REMOTE_CHUNK_BYTES {
+            let mut line = Vec::new();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                done = true;
+                break;
+            }
+            number += 1;
+            lines += 1;
+            if line.len() >= REMOTE_CHUNK_BYTES {
+                // Too big for any request; keep the line (empty) so numbers stay aligned.
+                summary.refused += 1;
+                eprintln!(
+                    "line {number}: refused: {} bytes exceeds the {REMOTE_CHUNK_BYTES}-byte request limit",
+                    line.len()
+                );
+                line.clear();
+            }
+            if line.last() != Some(&b'\n') {
+                line.push(b'\n');
+            }
+            body.extend_from_slice(&line);
+        }
+        if body.trim_ascii().is_empty() {
+            continue;
+        }
+        let mut request = agent
+            .post(&url)
+            .header("Content-Type", "application/x-ndjson");
+        if let Some(token) = &args.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request
+            .send(&body[..])
+            .map_err(|e| anyhow::anyhow!("cannot reach logbook serve at {base}: {e}"))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| anyhow::anyhow!("reading the response of {url}: {e}"))?;
+        if status == 401 {
+            return Err(BadInput(format!(
+                "{url}: 401 unauthorized (give the server's token with --token or LOGBOOK_TOKEN)"
+            ))
+            .into());
+        }
+        let report: IngestReport = match status {
+            200 | 400 => serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("{url}: HTTP {status} with an unexpected body ({e}): {text}")
+            })?,
+            _ => anyhow::bail!("{url}: HTTP {status}: {text}"),
+        };
+        summary.absorb(&report, |local| start + local - 1, args.acks)?;
+    }
+    summary.print(cli.json)?;
+    Ok(if summary.refused > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

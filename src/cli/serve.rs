@@ -1,0 +1,101 @@
+//! `logbook serve [--listen 127.0.0.1:8765] [--token T]`: owns the journal (one writer per data
+//! dir) and serves HTTP ingest and JSON views (src/server/). Prints `listening on http://ADDR`
+//! with the real port (so `--listen 127.0.0.1:0` works). Refuses a non-loopback address without
+//! a token (exit 2). Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, catches up
+//! the projection and closes the recorder (journal flushed and fsynced).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use logbook::recorder::Recorder;
+use logbook::server::{self, AppState, ServeError};
+
+use super::{BadInput, Cli};
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on; a non-loopback address requires a token.
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    listen: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` on every request.
+    #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+fn bad(error: ServeError) -> anyhow::Error {
+    if error.is_bad_input() {
+        BadInput(error.to_string()).into()
+    } else {
+        error.into()
+    }
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    // Refuse before opening (and locking) anything.
+    server::check_listen(args.listen, args.token.as_deref()).map_err(bad)?;
+    let config = cli.journal_config()?;
+    let max_record_bytes = config.max_record_bytes;
+    let recorder = Arc::new(Recorder::open(cli.journal_dir(), config)?);
+    let state = Arc::new(AppState::new(
+        recorder.clone(),
+        args.token.clone(),
+        max_record_bytes,
+        cli.data.clone(),
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(async {
+        let listener = server::bind(args.listen, args.token.as_deref())
+            .await
+            .map_err(bad)?;
+        let addr = listener.local_addr()?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "listening on http://{addr}")?;
+            out.flush()?;
+        }
+        server::serve(listener, state.clone(), shutdown_signal())
+            .await
+            .map_err(bad)
+    });
+    // Whatever happened, leave the projection current and the journal closed cleanly (the
+    // runtime is gone first: no request can still be recording).
+    drop(runtime);
+    state.catch_up_projection();
+    drop(state);
+    match Arc::try_unwrap(recorder) {
+        Ok(recorder) => recorder.close()?,
+        Err(_) => tracing::warn!("recorder still shared at shutdown; closing it on drop"),
+    }
+    served?;
+    eprintln!("stopped; journal closed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

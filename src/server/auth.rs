@@ -1,0 +1,74 @@
+//! Bearer-token authentication for every route.
+//!
+//! Invariants: with a token configured, a request without `Authorization: Bearer <token>` gets
+//! 401 JSON (with `WWW-Authenticate: Bearer`) and reaches no handler, unknown routes included.
+//! The comparison is constant-time: both sides are hashed with BLAKE3 and the digests compared
+//! with `blake3::Hash`'s constant-time equality, so timing reveals neither a prefix of the token
+//! nor its length.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Whether `header` is `Bearer <token>` for the configured token (see the module docs).
+pub fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
+    let Some(given) = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    blake3::hash(given.trim().as_bytes()) == blake3::hash(token.as_bytes())
+}
+
+/// Middleware: passes the request on if no token is configured or the right one is given.
+pub async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = state.token.as_deref()
+        && !bearer_matches(request.headers().get(header::AUTHORIZATION), token)
+    {
+        let mut response = ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_the_exact_token() {
+        let ok = HeaderValue::from_static("Bearer s3cret");
+        assert!(bearer_matches(Some(&ok), "s3cret"));
+        for bad in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
+            assert!(
+                !bearer_matches(Some(&HeaderValue::from_static(bad)), "s3cret"),
+                "{bad}"
+            );
+        }
+        assert!(!bearer_matches(None, "s3cret"));
+    }
+}

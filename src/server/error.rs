@@ -1,0 +1,90 @@
+//! Errors of the HTTP server: [`ServeError`] for starting and running it, [`ApiError`] for one
+//! request.
+//!
+//! Invariant: every error a client sees is JSON, `{"error": "..."}`, with a status that says
+//! whose fault it is (4xx: the request; 5xx: the server), never a plain-text body.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A non-loopback address without a token would expose the journal unauthenticated.
+    #[error(
+        "refusing to listen on {0} without a token: it is not a loopback address; \
+         set --token (or LOGBOOK_TOKEN) or listen on 127.0.0.1"
+    )]
+    NonLoopbackWithoutToken(SocketAddr),
+    /// An empty token would accept `Authorization: Bearer ` and protect nothing.
+    #[error("the token must not be empty")]
+    EmptyToken,
+    /// Binding or serving failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeError {
+    /// Whether this is the operator's usage error (exit code 2) rather than a failure.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ServeError::NonLoopbackWithoutToken(_) | ServeError::EmptyToken
+        )
+    }
+}
+
+/// An error answered to one request as `{"error": message}` with `status`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, for the client.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400: a malformed request.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 500: the server failed (the journal, a worker thread).
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}

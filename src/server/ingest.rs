@@ -1,0 +1,92 @@
+//! `POST /v1/events`: NDJSON in, through exactly the path of `logbook record`.
+//!
+//! Each line (numbered from 1 within the request; `record --to` adds its chunk's start) is
+//! trimmed; blank lines are skipped; a line longer than the journal's record limit, one that is
+//! not a typed event ([`parse_event`]) or one the state refuses ([`Recorder::record_all`]) is
+//! refused by number with the same reason text `record` prints, and nothing of it is written.
+//! The other lines are appended in order with one group commit. A non-UTF-8 line is refused like
+//! any other unparsable line (reason from the parser), so the rest of the body still counts.
+//!
+//! Status: 200 if nothing was refused, 400 if any line was refused, **the accepted lines are
+//! written all the same** (as with `record`, which exits 2 but keeps them); the body says which.
+//! 413 over [`MAX_BODY_BYTES`] (nothing written), 500 if the journal fails.
+//!
+//! After each ingest the SQLite projection (`state.sqlite`) is caught up, so `show`, `artifacts
+//! search` and other readers of the projection follow what was posted; a projection failure is
+//! logged and does not fail the request (the journal is the source of truth and the next catch-up
+//! resumes from its checkpoint).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::HttpBody;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub use crate::ingest::{AlreadyRecordedLine, IngestReport, RefusedLine, ingest};
+use crate::journal::JournalError;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The largest request body accepted (413 beyond it).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// The handler of `POST /v1/events`.
+pub async fn post_events(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body exceeds the {MAX_BODY_BYTES}-byte limit; send fewer lines per request"
+            ),
+        )
+    };
+    // A declared length over the limit is refused before any of the body is read (the body
+    // is read here, not by an extractor, so that this check comes first).
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    // Without a (truthful) length, reading stops with 413 as soon as the limit is passed.
+    let mut body = request.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let body = bytes;
+    let worker = state.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let report = ingest(&worker.recorder, &body, worker.max_record_bytes)?;
+        if report.count > 0 {
+            worker.catch_up_projection();
+        }
+        Ok::<_, JournalError>(report)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("ingest worker failed: {e}")))?
+    .map_err(|e| ApiError::internal(format!("journal failed: {e}")))?;
+    let status = if report.refused.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, Json(report)).into_response())
+}

@@ -1,0 +1,158 @@
+//! `logbook serve`'s HTTP side: ingest over HTTP and JSON views of the journal's state.
+//!
+//! | file | role |
+//! |---|---|
+//! | `mod.rs` | [`AppState`], [`router`], [`check_listen`], [`serve`] |
+//! | [`auth`] | bearer token on every route, constant-time comparison |
+//! | [`ingest`] | `POST /v1/events`: NDJSON through the same path as `logbook record` |
+//! | [`views`] | `GET /v1/health`, `/v1/upgrades[/{id}]`, `/v1/sessions/{id}`, `/v1/artifacts` |
+//! | [`error`] | [`ServeError`], and [`ApiError`]: every error is `{"error": ".."}` JSON |
+//!
+//! # Invariants
+//!
+//! - **One writer.** The server owns the journal through one [`Recorder`] (whose journal holds
+//!   the data dir's writer lock), so other processes record by posting to it.
+//! - **Not exposed by accident.** [`check_listen`] refuses a non-loopback address unless a token
+//!   is configured; with a token every route, the 404 fallback included, requires it.
+//! - **Bounded requests.** Bodies are limited to [`ingest::MAX_BODY_BYTES`] (413 beyond).
+//! - **Blocking work off the runtime.** Group-commit waits, projection catch-up and as-of
+//!   replays run on blocking threads; the state lock is held only to copy a view.
+//! - **Clean stop.** [`serve`] returns once the shutdown future fires and in-flight requests
+//!   finished; the caller then closes the recorder (flush and fsync).
+
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod views;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri};
+use axum::routing::{get, post};
+
+pub use error::{ApiError, ServeError};
+
+use crate::projection::Projection;
+use crate::recorder::Recorder;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The one path into the journal (and the current state).
+    pub recorder: Arc<Recorder>,
+    /// The bearer token every request must carry, if any.
+    pub token: Option<String>,
+    /// The journal's record size limit (lines beyond it are refused).
+    pub max_record_bytes: usize,
+    /// The data directory holding `state.sqlite`, whose projection ingest keeps current.
+    pub data_dir: PathBuf,
+    projection: Mutex<Option<Projection>>,
+}
+
+impl AppState {
+    /// Shared state for the handlers.
+    pub fn new(
+        recorder: Arc<Recorder>,
+        token: Option<String>,
+        max_record_bytes: usize,
+        data_dir: PathBuf,
+    ) -> AppState {
+        AppState {
+            recorder,
+            token,
+            max_record_bytes,
+            data_dir,
+            projection: Mutex::new(None),
+        }
+    }
+
+    /// Brings `state.sqlite` up to the journal's end (opened on first use). Blocking. A failure
+    /// is logged, not returned: the journal is the truth and the next catch-up resumes.
+    pub fn catch_up_projection(&self) {
+        let mut slot = self
+            .projection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            match Projection::open(&self.data_dir) {
+                Ok(p) => *slot = Some(p),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open the projection; it will catch up later");
+                    return;
+                }
+            }
+        }
+        if let Some(projection) = slot.as_mut()
+            && let Err(error) = projection.catch_up(self.recorder.journal())
+        {
+            tracing::warn!(%error, "projection catch-up failed; it will resume from its checkpoint");
+        }
+    }
+}
+
+/// Refuses a non-loopback `addr` without a token, and an empty token.
+pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ServeError> {
+    match token {
+        Some("") => Err(ServeError::EmptyToken),
+        None if !addr.ip().is_loopback() => Err(ServeError::NonLoopbackWithoutToken(addr)),
+        _ => Ok(()),
+    }
+}
+
+/// The routes, with the body limit and (if configured) the token check on all of them.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(views::health))
+        .route("/v1/events", post(ingest::post_events))
+        .route("/v1/upgrades", get(views::upgrades))
+        .route("/v1/upgrades/{id}", get(views::upgrade))
+        .route("/v1/sessions/{id}", get(views::session))
+        .route("/v1/artifacts", get(views::artifacts))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed on {}", uri.path()),
+    )
+}
+
+/// Binds `addr` (after [`check_listen`]).
+pub async fn bind(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    check_listen(addr, token)?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves `state` on `listener` until `shutdown` completes and in-flight requests finished.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

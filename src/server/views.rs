@@ -1,0 +1,253 @@
+//! The JSON views: health, upgrades, one upgrade (now or `?as_of=N`), a session with its
+//! artifacts, artifact search.
+//!
+//! Invariants: current views are read from the recorder's in-memory state under its lock, so
+//! they include exactly the records up to `as_of` (the state's last applied offset) and a client
+//! that loads a view and then streams from `as_of + 1` misses nothing and sees nothing twice.
+//! Views `?as_of=N` replay the journal up to N on a blocking thread (never on the async
+//! runtime). Unknown ids are 404, malformed or unknown query parameters 400, both JSON.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+
+use crate::artifacts::{ArtifactQuery, TagMatch};
+use crate::state::{Until, state_at};
+use crate::timestamp::parse_rfc3339;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Query parameters as pairs, in order (repeatable keys such as `tag` allowed).
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+fn params(params: Params, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(pairs) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {key:?} (expected one of: {})",
+            allowed.join(", ")
+        )));
+    }
+    Ok(pairs)
+}
+
+fn path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("{key}={value:?}: {e}")))
+}
+
+/// The `as_of` parameter, if given.
+fn as_of(pairs: &[(String, String)]) -> Result<Option<u64>, ApiError> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "as_of")
+        .map(|(k, v)| number(k, v))
+        .transpose()
+}
+
+/// The state as of `offset`, replayed on a blocking thread.
+async fn state_as_of(app: &Arc<AppState>, offset: u64) -> Result<crate::state::State, ApiError> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || state_at(app.recorder.journal(), Until::Offset(offset)))
+        .await
+        .map_err(|e| ApiError::internal(format!("replay worker failed: {e}")))?
+        .map_err(|e| match e {
+            crate::journal::JournalError::OffsetBeyondEnd { .. } => {
+                ApiError::bad_request(format!("as_of={offset}: {e}"))
+            }
+            e => ApiError::internal(format!("journal failed: {e}")),
+        })
+}
+
+/// `GET /v1/health`.
+pub async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"status": "ok", "next_offset": app.recorder.journal().next_offset()}))
+}
+
+/// `GET /v1/upgrades`: every upgrade with its status, phase and percentage.
+pub async fn upgrades(
+    State(app): State<Arc<AppState>>,
+    query: Params,
+) -> Result<Json<Value>, ApiError> {
+    params(query, &[])?;
+    let mut state = app.recorder.state();
+    let ids: Vec<String> = state.upgrade_ids().map(str::to_string).collect();
+    let upgrades: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| state.upgrade_view(id))
+        .map(|v| {
+            json!({"upgrade_id": v.upgrade_id, "cluster_name": v.cluster_name, "plan_id": v.plan_id,
+                   "status": v.status, "phase": v.phase, "percentage": v.percentage,
+                   "last_offset": v.last_offset})
+        })
+        .collect();
+    let as_of = state.next_offset().checked_sub(1);
+    Ok(Json(json!({"upgrades": upgrades, "as_of": as_of})))
+}
+
+/// `GET /v1/upgrades/{id}[?as_of=N]`: the upgrade's view plus `as_of`, the offset of the last
+/// record the view includes.
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    query: Params,
+) -> Result<Json<Value>, ApiError> {
+    let id = path(id)?;
+    let pairs = params(query, &["as_of"])?;
+    let (view, as_of) = match as_of(&pairs)? {
+        Some(offset) => (
+            state_as_of(&app, offset).await?.upgrade_view(&id),
+            Some(offset),
+        ),
+        None => {
+            let mut state = app.recorder.state();
+            (state.upgrade_view(&id), state.next_offset().checked_sub(1))
+        }
+    };
+    let view = view.ok_or_else(|| ApiError::not_found(unknown("upgrade", &id, &pairs)))?;
+    let mut body = serde_json::to_value(&view)
+        .map_err(|e| ApiError::internal(format!("cannot serialize the view: {e}")))?;
+    if let Value::Object(map) = &mut body {
+        map.insert("as_of".into(), json!(as_of));
+    }
+    Ok(Json(body))
+}
+
+fn unknown(what: &str, id: &str, pairs: &[(String, String)]) -> String {
+    match pairs.iter().find(|(k, _)| k == "as_of") {
+        Some((_, at)) => format!("unknown {what} {id:?} as of offset {at}"),
+        None => format!("unknown {what} {id:?}"),
+    }
+}
+
+/// `GET /v1/sessions/{id}[?as_of=N]`: `{"session": .., "artifacts": [..], "as_of": N}`.
+pub async fn session(
+    State(app): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    query: Params,
+) -> Result<Json<Value>, ApiError> {
+    let id = path(id)?;
+    let pairs = params(query, &["as_of"])?;
+    let render = |state: &crate::state::State, as_of: Option<u64>| {
+        state.session_view(&id).map(|session| {
+            let artifacts: Vec<_> = session
+                .collections
+                .iter()
+                .flat_map(|c| c.artifact_ids.iter())
+                .filter_map(|a| state.artifact(a))
+                .collect();
+            json!({"session": session, "artifacts": artifacts, "as_of": as_of})
+        })
+    };
+    let body = match as_of(&pairs)? {
+        Some(offset) => render(&state_as_of(&app, offset).await?, Some(offset)),
+        None => {
+            let state = app.recorder.state();
+            render(&state, state.next_offset().checked_sub(1))
+        }
+    };
+    body.map(Json)
+        .ok_or_else(|| ApiError::not_found(unknown("session", &id, &pairs)))
+}
+
+/// The parameters of `GET /v1/artifacts`.
+pub const ARTIFACT_PARAMS: &[&str] = &[
+    "type", "tag", "any_tag", "task", "status", "session", "min_size", "max_size", "since",
+    "until", "name", "text", "limit",
+];
+
+/// Builds the artifact query from `GET /v1/artifacts` parameters. `tag` (all of) and `any_tag`
+/// (any of) repeat or take comma-separated lists, and cannot be combined; `since`/`until` are
+/// RFC 3339 times; `name` is a glob over the file name.
+pub fn artifact_query(pairs: &[(String, String)]) -> Result<ArtifactQuery, ApiError> {
+    let mut query = ArtifactQuery::default();
+    let mut all_tags = false;
+    let mut any_tags = false;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "type" => query.artifact_type = Some(enum_value(key, value)?),
+            "status" => query.status = Some(enum_value(key, value)?),
+            "tag" | "any_tag" => {
+                if key == "tag" {
+                    all_tags = true;
+                } else {
+                    any_tags = true;
+                    query.tag_match = TagMatch::Any;
+                }
+                query.tags.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            "task" => query.task_id = Some(value.clone()),
+            "session" => query.session_id = Some(value.clone()),
+            "min_size" => query.min_size = Some(number(key, value)?),
+            "max_size" => query.max_size = Some(number(key, value)?),
+            "since" | "until" => {
+                let us = parse_rfc3339(value).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "{key}={value:?}: expected an RFC 3339 time: {e}"
+                    ))
+                })?;
+                if key == "since" {
+                    query.created_from_us = Some(us);
+                } else {
+                    query.created_until_us = Some(us);
+                }
+            }
+            "name" => query.name_glob = Some(value.clone()),
+            "text" => query.text = Some(value.clone()),
+            "limit" => query.limit = Some(number(key, value)?),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {key:?}"
+                )));
+            }
+        }
+    }
+    if all_tags && any_tags {
+        return Err(ApiError::bad_request(
+            "use either tag (all of) or any_tag (any of), not both",
+        ));
+    }
+    Ok(query)
+}
+
+fn enum_value<T: serde::de::DeserializeOwned>(key: &str, value: &str) -> Result<T, ApiError> {
+    serde_json::from_value(Value::String(value.to_string()))
+        .map_err(|e| ApiError::bad_request(format!("{key}={value:?}: {e}")))
+}
+
+/// `GET /v1/artifacts?...`: `{"artifacts": [..], "count": N, "as_of": N}`, by artifact id.
+pub async fn artifacts(
+    State(app): State<Arc<AppState>>,
+    query: Params,
+) -> Result<Json<Value>, ApiError> {
+    let pairs = params(query, ARTIFACT_PARAMS)?;
+    let query = artifact_query(&pairs)?;
+    let state = app.recorder.state();
+    let found: Vec<_> = state
+        .artifacts()
+        .filter(|a| query.matches(a))
+        .take(query.limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok(Json(json!({"count": found.len(), "artifacts": found,
+                    "as_of": state.next_offset().checked_sub(1)})))
+}
