@@ -8,6 +8,7 @@ mod record;
 mod repair;
 mod serve;
 mod show;
+mod tail;
 mod verify;
 
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ pub enum Command {
     Rebuild(rebuild::Args),
     /// Serve HTTP ingest (`POST /v1/events`) and JSON views; owns the journal while it runs.
     Serve(serve::Args),
+    /// Follow a `logbook serve` over its WebSocket (`/v1/stream`), reconnecting and resuming.
+    Tail(tail::Args),
 }
 
 /// Errors that mean "bad usage or input" (exit 2) rather than "failure found" (exit 1).
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair => repair::run(&cli),
         Command::Rebuild(args) => rebuild::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args),
+        Command::Tail(args) => tail::run(&cli, args),
     }
 }
 

@@ -4,7 +4,8 @@
 //! 401 JSON (with `WWW-Authenticate: Bearer`) and reaches no handler, unknown routes included.
 //! The comparison is constant-time: both sides are hashed with BLAKE3 and the digests compared
 //! with `blake3::Hash`'s constant-time equality, so timing reveals neither a prefix of the token
-//! nor its length.
+//! nor its length. `GET /v1/stream` (a WebSocket, whose browser API cannot set headers) also
+//! accepts `?token=<token>`, compared the same way; no other route does.
 
 use std::sync::Arc;
 
@@ -27,6 +28,24 @@ pub fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
     blake3::hash(given.trim().as_bytes()) == blake3::hash(token.as_bytes())
 }
 
+/// Whether the request is for `GET /v1/stream` with `?token=<token>`: browsers cannot set
+/// headers on a WebSocket, so that route (only) also takes the token as a query parameter,
+/// compared in constant time like the header.
+pub fn stream_query_token_matches(uri: &axum::http::Uri, token: &str) -> bool {
+    if uri.path() != "/v1/stream" {
+        return false;
+    }
+    let Ok(axum::extract::Query(params)) =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+    else {
+        return false;
+    };
+    params
+        .iter()
+        .find(|(k, _)| k == "token")
+        .is_some_and(|(_, given)| blake3::hash(given.as_bytes()) == blake3::hash(token.as_bytes()))
+}
+
 /// Middleware: passes the request on if no token is configured or the right one is given.
 pub async fn require_token(
     State(state): State<Arc<AppState>>,
@@ -35,6 +54,7 @@ pub async fn require_token(
 ) -> Response {
     if let Some(token) = state.token.as_deref()
         && !bearer_matches(request.headers().get(header::AUTHORIZATION), token)
+        && !stream_query_token_matches(request.uri(), token)
     {
         let mut response = ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,

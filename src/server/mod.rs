@@ -5,6 +5,7 @@
 //! | `mod.rs` | [`AppState`], [`router`], [`check_listen`], [`serve`] |
 //! | [`auth`] | bearer token on every route, constant-time comparison |
 //! | [`ingest`] | `POST /v1/events`: NDJSON through the same path as `logbook record` |
+//! | [`stream`] | `GET /v1/stream`: the journal over a WebSocket, one event per text frame |
 //! | [`views`] | `GET /v1/health`, `/v1/upgrades[/{id}]`, `/v1/sessions/{id}`, `/v1/artifacts` |
 //! | [`error`] | [`ServeError`], and [`ApiError`]: every error is `{"error": ".."}` JSON |
 //!
@@ -23,6 +24,7 @@
 pub mod auth;
 pub mod error;
 pub mod ingest;
+pub mod stream;
 pub mod views;
 
 use std::future::Future;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub max_record_bytes: usize,
     /// The data directory holding `state.sqlite`, whose projection ingest keeps current.
     pub data_dir: PathBuf,
+    /// The open `/v1/stream` connections (told to close with 1001 on shutdown).
+    pub streams: stream::Streams,
     projection: Mutex<Option<Projection>>,
 }
 
@@ -67,6 +71,7 @@ impl AppState {
             token,
             max_record_bytes,
             data_dir,
+            streams: stream::Streams::default(),
             projection: Mutex::new(None),
         }
     }
@@ -113,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/upgrades/{id}", get(views::upgrade))
         .route("/v1/sessions/{id}", get(views::session))
         .route("/v1/artifacts", get(views::artifacts))
+        .route("/v1/stream", get(stream::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
@@ -145,14 +151,25 @@ pub async fn bind(
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
+/// How long [`serve`] waits for WebSocket streams to close after the shutdown signal.
+const STREAMS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves `state` on `listener` until `shutdown` completes and in-flight requests finished.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let streams = state.clone();
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Upgraded connections are not the HTTP server's: tell them to close (1001).
+            streams.streams.shut_down();
+        })
         .await?;
+    if !state.streams.wait_closed(STREAMS_CLOSE_WAIT).await {
+        tracing::warn!("some /v1/stream connections did not close in time");
+    }
     Ok(())
 }

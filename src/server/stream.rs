@@ -1,0 +1,312 @@
+//! `GET /v1/stream`: the journal over a WebSocket, one event (with its envelope) per text frame.
+//!
+//! # Contract
+//!
+//! - Query: `from=earliest|latest|N|RFC3339` (default `latest`), `types=GLOB,GLOB`,
+//!   `upgrade_id=ID`, `session_id=ID`, and `token=T` (the bearer token, for clients such as
+//!   browsers that cannot set `Authorization` on a WebSocket; accepted on this route only, see
+//!   [`super::auth`]). Any other parameter, a malformed value, or an offset past the journal's
+//!   end is answered `400 {"error": ".."}` before the upgrade; a request that is not a WebSocket
+//!   upgrade gets a JSON error too.
+//! - Server frames: each text frame is exactly one event, `envelope::to_json_line(record)`
+//!   (`{"offset":N,"ts":"..","schema_version":V,...}`), in offset order, matching the filter;
+//!   a ping every [`PING_EVERY`]. Client pings are answered (pong).
+//! - Client frames: text frames up to [`MAX_CLIENT_TEXT`] bytes are ignored; a longer one is
+//!   closed with 1009, a binary frame with 1003.
+//! - Close codes sent: 1001 on server shutdown (or journal closed), 1003 binary frame, 1008 the
+//!   client stopped reading for [`STALL_LIMIT`] with frames pending, 1009 oversized client
+//!   frame, 1011 the journal could not be read. A client resumes with `from=<last offset + 1>`.
+//!
+//! # Invariants
+//!
+//! - **Per-connection subscription, at the client's pace.** Each connection owns a
+//!   [`Subscription`]; frames are produced only when the socket accepts them, so a slow client
+//!   is served from disk. What a connection holds is the subscription's reader buffer and the
+//!   WebSocket write buffer ([`WRITE_BUFFER`] plus one frame); nothing grows with its lag.
+//! - **Appends never wait.** The writer is never told about a connection; connections only read.
+//! - **Bounded stall.** Every write must make progress within [`STALL_LIMIT`].
+//! - **Clean stop.** [`Streams::shut_down`] makes every connection send 1001 and end;
+//!   [`Streams::wait_closed`] waits (bounded) until they have.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::journal::JournalError;
+use crate::subscribe::{EventFilter, From, SubscribeError, Subscription};
+
+/// Client text frames longer than this are refused (close 1009).
+pub const MAX_CLIENT_TEXT: usize = 4 << 10;
+/// Frames beyond this size are not even read into memory (close 1009).
+const MAX_CLIENT_MESSAGE: usize = 64 << 10;
+/// Keepalive ping period.
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+/// A write that makes no progress for this long closes the connection (1008).
+pub const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// Frames queued between two flushes.
+pub const MAX_BATCH: usize = 1024;
+/// The WebSocket write buffer: writes flush once it holds this much.
+pub const WRITE_BUFFER: usize = 128 << 10;
+/// How long a closing connection waits for the client's close reply.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// The open streams: how the server tells them to stop and waits until they have.
+#[derive(Debug)]
+pub struct Streams {
+    shutdown: watch::Sender<bool>,
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        Streams {
+            shutdown: watch::channel(false).0,
+        }
+    }
+}
+
+impl Streams {
+    /// Tells every open stream to close with 1001 (new ones close at once).
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits up to `limit` for every stream to end; whether they all did.
+    pub async fn wait_closed(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.shutdown.closed())
+            .await
+            .is_ok()
+    }
+}
+
+/// The query parameters of `GET /v1/stream`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    from: Option<String>,
+    types: Option<String>,
+    upgrade_id: Option<String>,
+    session_id: Option<String>,
+    /// Checked by the auth middleware; accepted here so it is not an unknown parameter.
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// `GET /v1/stream`: validates the query, subscribes, then upgrades (see the module docs).
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let query = match Query::<StreamQuery>::try_from_uri(&uri) {
+        Ok(Query(q)) => q,
+        Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
+    };
+    let from = match query.from.as_deref().map(str::trim) {
+        None | Some("") => From::Latest,
+        Some(text) => match text.parse::<From>() {
+            Ok(from) => from,
+            Err(e) => return ApiError::bad_request(format!("from: {e}")).into_response(),
+        },
+    };
+    let filter = match EventFilter::parse(
+        query.types.as_deref(),
+        query.upgrade_id.as_deref(),
+        query.session_id.as_deref(),
+    ) {
+        Ok(filter) => filter,
+        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(
+                rejection.status(),
+                format!("{} (this route is a WebSocket)", rejection.body_text()),
+            )
+            .into_response();
+        }
+    };
+    let subscription = match Subscription::new(state.recorder.journal(), from, filter) {
+        Ok(s) => s,
+        Err(SubscribeError::Journal(e @ JournalError::OffsetBeyondEnd { .. })) => {
+            return ApiError::bad_request(format!("from: {e}")).into_response();
+        }
+        Err(e) => return ApiError::internal(e.to_string()).into_response(),
+    };
+    let shutdown = state.streams.shutdown.subscribe();
+    upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| run(socket, subscription, shutdown))
+}
+
+/// How a connection ends.
+#[derive(Debug)]
+enum End {
+    /// Send this close frame.
+    Close(u16, String),
+    /// The client closed or the socket failed: nothing more to send.
+    Gone,
+}
+
+fn close(code: u16, reason: impl Into<String>) -> End {
+    let mut reason = reason.into();
+    // A close reason is at most 123 bytes.
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    End::Close(code, reason)
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn run(socket: WebSocket, mut sub: Subscription, mut shutdown: watch::Receiver<bool>) {
+    let (mut sink, incoming) = socket.split();
+    let (ctrl_tx, mut ctrl_rx) = mpsc::channel(1);
+    let reader = tokio::spawn(read_client(incoming, ctrl_tx));
+    let end = serve_frames(&mut sink, &mut sub, &mut shutdown, &mut ctrl_rx).await;
+    drop(sub);
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+    } else {
+        // Sends tungstenite's queued reply to the client's close, if any.
+        let _ = tokio::time::timeout(CLOSE_WAIT, sink.flush()).await;
+    }
+    // Give the client a moment to answer the close, then drop the socket.
+    let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
+}
+
+/// Reads client frames: answers nothing itself (tungstenite replies to pings and closes),
+/// reports the first violation, then keeps reading until the client closes.
+async fn read_client(mut incoming: SplitStream<WebSocket>, ctrl: mpsc::Sender<End>) {
+    let mut reported = false;
+    while let Some(message) = incoming.next().await {
+        let end = match message {
+            Ok(Message::Text(text)) if text.len() > MAX_CLIENT_TEXT => close(
+                1009,
+                format!("client text frames are limited to {MAX_CLIENT_TEXT} bytes"),
+            ),
+            Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Binary(_)) => close(1003, "binary frames are not accepted"),
+            Ok(Message::Close(_)) => break,
+            Err(error) => {
+                let too_big = error
+                    .into_inner()
+                    .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+                    .is_some_and(|e| {
+                        matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_))
+                    });
+                if too_big && !reported {
+                    let _ = ctrl.try_send(close(
+                        1009,
+                        format!("client frames are limited to {MAX_CLIENT_TEXT} bytes"),
+                    ));
+                }
+                return;
+            }
+        };
+        if !reported {
+            reported = true;
+            let _ = ctrl.try_send(end);
+        }
+    }
+    if !reported {
+        let _ = ctrl.try_send(End::Gone);
+    }
+}
+
+/// Runs `op` unless the server shuts down or the client ends first; `op` must make progress
+/// within [`STALL_LIMIT`].
+async fn guarded(
+    op: impl Future<Output = Result<(), axum::Error>>,
+    shutdown: &mut watch::Receiver<bool>,
+    ctrl: &mut mpsc::Receiver<End>,
+) -> Result<(), End> {
+    tokio::select! {
+        biased;
+        _ = shutdown.changed() => Err(close(1001, "server shutting down")),
+        end = ctrl.recv() => Err(end.unwrap_or(End::Gone)),
+        done = tokio::time::timeout(STALL_LIMIT, op) => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(close(
+                1008,
+                format!("client stopped reading for {} s", STALL_LIMIT.as_secs()),
+            )),
+        },
+    }
+}
+
+fn read_failed(error: SubscribeError) -> End {
+    match error {
+        SubscribeError::Journal(JournalError::Closed) => close(1001, "journal closed"),
+        error => close(1011, format!("cannot read the journal: {error}")),
+    }
+}
+
+async fn serve_frames(
+    sink: &mut Sink,
+    sub: &mut Subscription,
+    shutdown: &mut watch::Receiver<bool>,
+    ctrl: &mut mpsc::Receiver<End>,
+) -> End {
+    if *shutdown.borrow_and_update() {
+        return close(1001, "server shutting down");
+    }
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return close(1001, "server shutting down"),
+            end = ctrl.recv() => return end.unwrap_or(End::Gone),
+            _ = ping.tick() => {
+                if let Err(end) =
+                    guarded(sink.send(Message::Ping(Default::default())), shutdown, ctrl).await
+                {
+                    return end;
+                }
+                continue;
+            }
+            delivery = sub.next_async() => delivery,
+        };
+        let mut next = match delivery {
+            Ok(d) => Some(d),
+            Err(e) => return read_failed(e),
+        };
+        // Queue what is already committed (up to a batch), then flush once.
+        let mut queued = 0;
+        while let Some(delivery) = next.take() {
+            let text = crate::envelope::to_json_line(&delivery.record);
+            if let Err(end) = guarded(sink.feed(Message::Text(text.into())), shutdown, ctrl).await {
+                return end;
+            }
+            queued += 1;
+            if queued < MAX_BATCH {
+                next = match sub.try_next() {
+                    Ok(d) => d,
+                    Err(e) => return read_failed(e),
+                };
+            }
+        }
+        if let Err(end) = guarded(sink.flush(), shutdown, ctrl).await {
+            return end;
+        }
+    }
+}
