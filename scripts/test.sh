@@ -8,7 +8,7 @@ echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== python venv for tools/verify_journal.py (used by tests/independent_verifier.rs)"
+echo "== python venv: tools/verify_journal.py (tests/independent_verifier.rs), moto_server (tests/eventbridge.rs)"
 # Idempotent: creates .venv once, and reinstalls only when tools/requirements.txt changed since
 # the last successful install (a copy of it is kept in the venv as the stamp).
 if [ ! -x .venv/bin/python ]; then
@@ -17,6 +17,11 @@ fi
 if ! cmp -s tools/requirements.txt .venv/requirements.installed; then
     .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements.txt
     cp tools/requirements.txt .venv/requirements.installed
+fi
+# moto_server (EventBridge + SQS emulation) for tests/eventbridge.rs, same stamp scheme.
+if ! cmp -s tools/requirements-moto.txt .venv/requirements-moto.installed; then
+    .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements-moto.txt
+    cp tools/requirements-moto.txt .venv/requirements-moto.installed
 fi
 
 echo "== tests"

@@ -10,6 +10,7 @@
 //! | [`tracker`] | `ProgressTracker`: the embedded API for an upgrade's progress |
 //! | [`projection`] | the fold in SQLite (`state.sqlite`): checkpointed catch-up, views, search |
 //! | [`journal`] | the append-only log: group commit, segments, sealing, readers, recovery, verify |
+//! | [`eventbridge`] | a durable consumer sending lifecycle events to Amazon EventBridge (PutEvents) |
 //! | [`event`] | typed events (DESIGN §3): validation, JSON Schemas, versions and upcasting |
 //! | [`ingest`] | NDJSON lines → recorder, with a per-line report (record, record --to, POST /v1/events) |
 //! | [`recorder`] | the one path into the journal: validate, check against state, append, apply |
@@ -78,6 +79,7 @@
 pub mod artifacts;
 pub mod envelope;
 pub mod event;
+pub mod eventbridge;
 pub mod ingest;
 pub mod journal;
 pub mod projection;

@@ -2,15 +2,19 @@
 //! dir) and serves HTTP ingest and JSON views (src/server/). Prints `listening on http://ADDR`
 //! with the real port (so `--listen 127.0.0.1:0` works). Refuses a non-loopback address without
 //! a token (exit 2). Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, catches up
-//! the projection and closes the recorder (journal flushed and fsynced).
+//! the projection and closes the recorder (journal flushed and fsynced). With
+//! `--eventbridge-bus NAME` it also runs the EventBridge consumer (src/eventbridge/) as a task,
+//! stopped after the server on shutdown.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use logbook::eventbridge::{EventBridgeConfig, EventBridgeConsumer};
 use logbook::recorder::Recorder;
 use logbook::server::{self, AppState, ServeError};
+use logbook::type_filter::TypeFilter;
 
 use super::{BadInput, Cli};
 
@@ -23,6 +27,21 @@ pub struct Args {
     /// Require `Authorization: Bearer TOKEN` on every request.
     #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Send lifecycle events to this EventBridge bus (durable consumer `eventbridge`; AWS
+    /// settings from the standard chain: AWS_REGION, AWS_ENDPOINT_URL, credentials).
+    #[arg(long, value_name = "NAME")]
+    eventbridge_bus: Option<String>,
+    /// The EventBridge entries' Source.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "logbook",
+        requires = "eventbridge_bus"
+    )]
+    eventbridge_source: String,
+    /// Event types sent to EventBridge (comma-separated globs).
+    #[arg(long, value_name = "GLOBS", default_value = logbook::eventbridge::consumer::DEFAULT_TYPES, requires = "eventbridge_bus")]
+    eventbridge_types: String,
 }
 
 fn bad(error: ServeError) -> anyhow::Error {
@@ -48,6 +67,35 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let eventbridge = match &args.eventbridge_bus {
+        Some(bus) => {
+            let mut eb = EventBridgeConfig::new(bus.clone());
+            eb.source = args.eventbridge_source.clone();
+            eb.detail_types = TypeFilter::parse(&args.eventbridge_types).map_err(BadInput)?;
+            let sdk = runtime.block_on(logbook::eventbridge::load_sdk_config());
+            if sdk.region().is_none() {
+                return Err(BadInput(
+                    "--eventbridge-bus needs an AWS region (AWS_REGION or a profile)".into(),
+                )
+                .into());
+            }
+            let consumer = EventBridgeConsumer::open(&cli.data, recorder.journal(), eb, &sdk)?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = runtime.spawn(async move {
+                let result = consumer
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                if let Err(error) = &result {
+                    tracing::error!(%error, "eventbridge consumer stopped");
+                }
+                result
+            });
+            Some((stop, task))
+        }
+        None => None,
+    };
     let served = runtime.block_on(async {
         let listener = server::bind(args.listen, args.token.as_deref())
             .await
@@ -62,6 +110,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .await
             .map_err(bad)
     });
+    // Stop the EventBridge consumer (its checkpoint stays at the last accepted entry).
+    if let Some((stop, task)) = eventbridge {
+        let _ = stop.send(());
+        match runtime.block_on(task) {
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "eventbridge consumer panicked"),
+        }
+    }
     // Whatever happened, leave the projection current and the journal closed cleanly (the
     // runtime is gone first: no request can still be recording).
     drop(runtime);
