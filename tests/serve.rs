@@ -1,12 +1,15 @@
 //! `logbook serve` over real HTTP: the binary runs as a child on 127.0.0.1:0, the tests talk to
 //! it with a blocking client. Every wait is bounded (health polled against a deadline).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::serve::{agent, read, start};
 
 const START: &str = r#"{"type":"upgrade.started","upgrade_id":"u-1","plan_id":"p-1","cluster_name":"prod","phase":"Planning"}"#;
 const ADD: &str = r#"{"type":"task.added","upgrade_id":"u-1","task_id":"t-1","name":"Drain nodes","task_type":"upgrade_step"}"#;
@@ -24,101 +27,6 @@ fn artifact(id: &str, name: &str, kind: &str, size: u64, tags: &[&str]) -> Strin
            "artifact_id": id, "file_name": name, "artifact_type": kind,
            "sha256": "0".repeat(64), "size_bytes": size, "tags": tags})
     .to_string()
-}
-
-/// A running `logbook serve`, killed (by pid) and reaped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    token: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .args([
-            "--data",
-            data.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .env_remove("LOGBOOK_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    // The first line names the URL (the child exits, closing stdout, if it cannot start).
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let token = extra
-        .iter()
-        .position(|a| *a == "--token")
-        .map(|i| extra[i + 1].to_string());
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    let server = Server { child, url, token };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.get("/v1/health").0 != 200 {
-        assert!(Instant::now() < deadline, "serve did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
-    (status, body)
-}
-
-impl Server {
-    fn get(&self, path: &str) -> (u16, Value) {
-        let mut request = agent().get(format!("{}{path}", self.url));
-        if let Some(t) = &self.token {
-            request = request.header("Authorization", format!("Bearer {t}"));
-        }
-        match request.call() {
-            Ok(r) => read(r),
-            Err(_) => (0, Value::Null),
-        }
-    }
-
-    fn post(&self, body: &[u8]) -> (u16, Value) {
-        let mut request = agent().post(format!("{}/v1/events", self.url));
-        if let Some(t) = &self.token {
-            request = request.header("Authorization", format!("Bearer {t}"));
-        }
-        read(request.send(body).unwrap())
-    }
-
-    fn next_offset(&self) -> u64 {
-        let (status, body) = self.get("/v1/health");
-        assert_eq!(status, 200);
-        assert_eq!(body["status"], "ok");
-        body["next_offset"].as_u64().unwrap()
-    }
 }
 
 fn lines(lines: &[&str]) -> Vec<u8> {
@@ -149,7 +57,7 @@ fn ingest_accepts_refuses_by_line_and_limits_the_body() {
     let server = start(data.path(), &[]);
     assert_eq!(server.next_offset(), 0);
 
-    let (status, body) = server.post(&lines(&[START, ADD, "", &progress(10)]));
+    let (status, body) = server.post_body(&lines(&[START, ADD, "", &progress(10)]));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["offsets"], json!([0, 1, 2]));
     assert_eq!(
@@ -166,7 +74,7 @@ fn ingest_accepts_refuses_by_line_and_limits_the_body() {
     // Refused lines name their number and reason; nothing of them is written, the rest is.
     let unknown_task =
         r#"{"type":"task.progress","upgrade_id":"u-1","task_id":"nope","percentage":5.0}"#;
-    let (status, body) = server.post(&lines(&[
+    let (status, body) = server.post_body(&lines(&[
         &progress(20),
         "not json",
         unknown_task,
@@ -191,16 +99,16 @@ fn ingest_accepts_refuses_by_line_and_limits_the_body() {
     assert_eq!(server.next_offset(), 5);
 
     // A whole body of refused lines writes nothing; non-UTF-8 is refused by line too.
-    let (status, body) = server.post(b"\xff\xfe\n{\"type\":\"upgrade.exploded\"}\n");
+    let (status, body) = server.post_body(b"\xff\xfe\n{\"type\":\"upgrade.exploded\"}\n");
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["refused"].as_array().unwrap().len(), 2);
     assert_eq!(server.next_offset(), 5);
 
     // Idempotency keys: the second post writes nothing and names the first offset.
     let keyed = r#"{"type":"task.progress","id":"k-1","upgrade_id":"u-1","task_id":"t-1","percentage":40.0}"#;
-    let (status, body) = server.post(&lines(&[keyed]));
+    let (status, body) = server.post_body(&lines(&[keyed]));
     assert_eq!((status, body["offsets"].clone()), (200, json!([5])));
-    let (status, body) = server.post(&lines(&[keyed]));
+    let (status, body) = server.post_body(&lines(&[keyed]));
     assert_eq!(status, 200);
     assert_eq!(body["already_recorded"], json!([{"line": 1, "offset": 5}]));
     assert_eq!(server.next_offset(), 6);
@@ -247,7 +155,7 @@ fn views_now_as_of_sessions_artifacts_and_json_errors() {
     let server = start(data.path(), &[]);
     let a1 = artifact("a-1", "drain.log", "log_file", 100, &["nodegroup", "drain"]);
     let a2 = artifact("a-2", "report.json", "report", 5000, &["summary"]);
-    let (status, _) = server.post(&lines(&[
+    let (status, _) = server.post_body(&lines(&[
         START,
         ADD,
         &progress(25),
@@ -330,7 +238,7 @@ fn token_is_required_on_every_route_and_beyond_loopback() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path(), &["--token", "s3cret"]);
     assert_eq!(server.get("/v1/health").0, 200);
-    assert_eq!(server.post(&lines(&[START])).0, 200);
+    assert_eq!(server.post_body(&lines(&[START])).0, 200);
     for (token, path) in [
         (None, "/v1/health"),
         (Some("Bearer wrong"), "/v1/health"),
@@ -452,7 +360,7 @@ fn record_to_posts_in_chunks_with_global_line_numbers() {
 fn sigterm_stops_cleanly_and_releases_the_journal() {
     let data = tempfile::tempdir().unwrap();
     let mut server = start(data.path(), &[]);
-    assert_eq!(server.post(&lines(&[START, ADD])).0, 200);
+    assert_eq!(server.post_body(&lines(&[START, ADD])).0, 200);
     let pid = server.child.id().to_string();
     assert!(
         Command::new("kill")

@@ -2,9 +2,9 @@
 //! with a real WebSocket client (tokio-tungstenite). Every receive has a timeout; servers are
 //! killed by pid when their guard drops.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -14,100 +14,19 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use support::serve::{Server, agent, start};
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const RECV_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running `logbook serve`, killed (by pid) and reaped when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    token: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path, token: Option<&str>) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logbook"));
-    command
-        .args([
-            "--data",
-            data.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("LOGBOOK_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(t) = token {
-        command.args(["--token", t]);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    let server = Server {
-        child,
-        addr,
-        token: token.map(str::to_string),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.get("/v1/health").0 != 200 {
-        assert!(Instant::now() < deadline, "serve did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
 impl Server {
-    fn get(&self, path: &str) -> (u16, Value) {
-        let mut request = agent().get(format!("http://{}{path}", self.addr));
-        if let Some(t) = &self.token {
-            request = request.header("Authorization", format!("Bearer {t}"));
-        }
-        match request.call() {
-            Ok(mut r) => {
-                let status = r.status().as_u16();
-                let text = r.body_mut().read_to_string().unwrap();
-                (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
-    }
-
     /// Posts NDJSON lines; every line must be accepted.
     fn post(&self, lines: &[String]) {
         let mut body = lines.join("\n");
         body.push('\n');
-        let mut request = agent().post(format!("http://{}/v1/events", self.addr));
-        if let Some(t) = &self.token {
-            request = request.header("Authorization", format!("Bearer {t}"));
-        }
-        let mut response = request.send(body.as_bytes()).unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        assert_eq!(status, 200, "{text}");
+        let (status, response) = self.post_body(body.as_bytes());
+        assert_eq!(status, 200, "{response}");
     }
 
     fn ws_url(&self, query: &str) -> String {
@@ -202,7 +121,7 @@ fn offsets(events: &[Value]) -> Vec<u64> {
 #[test]
 fn catch_up_then_live_with_dense_offsets() {
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     let mut first = start_events("u-1");
     first.extend(progress("u-1", 0, 48));
     server.post(&first);
@@ -230,7 +149,7 @@ fn catch_up_then_live_with_dense_offsets() {
 #[test]
 fn from_offset_and_filters() {
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     let mut lines = start_events("u-1");
     lines.extend(start_events("u-2"));
     lines.extend(progress("u-1", 0, 5));
@@ -279,7 +198,7 @@ fn resume_after_server_restart() {
     lines.extend(progress("u-1", 0, 98));
     let rt = runtime();
     let last = {
-        let server = start(data.path(), None);
+        let server = start(data.path(), &[]);
         server.post(&lines);
         let mut ws = rt
             .block_on(connect(&server.ws_url("from=earliest"), None))
@@ -289,7 +208,7 @@ fn resume_after_server_restart() {
         events.last().unwrap()["offset"].as_u64().unwrap()
         // The server is killed here (guard), the socket with it.
     };
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     server.post(&progress("u-1", 98, 10));
     let mut ws = rt
         .block_on(connect(&server.ws_url(&format!("from={}", last + 1)), None))
@@ -302,7 +221,7 @@ fn resume_after_server_restart() {
 #[test]
 fn token_required_header_or_query() {
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), Some("s3cret"));
+    let server = start(data.path(), &["--token", "s3cret"]);
     server.post(&start_events("u-1"));
     let rt = runtime();
     for url in [
@@ -340,7 +259,7 @@ fn token_required_header_or_query() {
 #[test]
 fn bad_query_is_400_json() {
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     server.post(&start_events("u-1"));
     let rt = runtime();
     for query in [
@@ -375,7 +294,7 @@ fn bad_query_is_400_json() {
 fn oversized_and_binary_client_frames_are_closed_with_a_reason() {
     use futures_util::SinkExt;
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     let rt = runtime();
     for (message, code) in [
         (Message::Binary(vec![1, 2, 3].into()), 1003u16),
@@ -405,7 +324,7 @@ fn oversized_and_binary_client_frames_are_closed_with_a_reason() {
 #[test]
 fn tail_prints_exactly_count_envelope_lines() {
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     let mut lines = start_events("u-1");
     lines.extend(progress("u-1", 0, 48));
     server.post(&lines);
@@ -465,7 +384,7 @@ fn tail_prints_exactly_count_envelope_lines() {
 fn slow_client_is_served_from_disk() {
     const TOTAL: usize = 20_000;
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), None);
+    let server = start(data.path(), &[]);
     server.post(&start_events("u-1"));
     let rt = runtime();
     // Connected, but not reading while the events are appended.
@@ -489,7 +408,7 @@ fn slow_client_is_served_from_disk() {
 #[test]
 fn server_shutdown_closes_streams_with_1001() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = start(data.path(), None);
+    let mut server = start(data.path(), &[]);
     let rt = runtime();
     let mut ws = rt.block_on(connect(&server.ws_url(""), None)).unwrap();
     let status = Command::new("kill")

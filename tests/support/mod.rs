@@ -1,1 +1,5 @@
+//! Test harnesses shared by the black-box tests (each test crate uses only some of them).
+#![allow(dead_code)]
+
 pub mod moto;
+pub mod serve;
