@@ -155,6 +155,24 @@ impl Recorder {
         Ok(results)
     }
 
+    /// Records a system event (`subscriber.skipped`...), which producers may not append: for
+    /// Logbook's own components. Its idempotency key is honoured like any other.
+    pub async fn record_system_async(&self, event: &Event) -> Result<Recorded, RecordError> {
+        event.validate_system()?;
+        let (outcome, end) = {
+            let mut state = self.state();
+            if let Some(offset) = event.id().and_then(|key| state.recorded_key(key)) {
+                (Recorded::AlreadyRecorded(offset), None)
+            } else {
+                self.sequence(&mut state, event)?
+            }
+        };
+        if let Some(end) = end {
+            self.journal.wait_acked_async(end).await?;
+        }
+        Ok(outcome)
+    }
+
     /// Validates, checks, sequences and applies under the state lock; returns the outcome and,
     /// if something was appended, the offset to wait for.
     fn place(&self, event: &Event) -> Result<(Recorded, Option<u64>), RecordError> {
@@ -162,15 +180,22 @@ impl Recorder {
         let mut state = self.state();
         match state.check(event)? {
             Verdict::AlreadyRecorded(offset) => Ok((Recorded::AlreadyRecorded(offset), None)),
-            Verdict::Fresh => {
-                let placed = self.journal.submit(&[event.to_payload()])?;
-                state.apply(placed.offsets.start, placed.ts_us, event);
-                Ok((
-                    Recorded::Appended(placed.offsets.start),
-                    Some(placed.offsets.end),
-                ))
-            }
+            Verdict::Fresh => self.sequence(&mut state, event),
         }
+    }
+
+    /// Appends a checked `event` and applies it (the caller holds the state lock).
+    fn sequence(
+        &self,
+        state: &mut State,
+        event: &Event,
+    ) -> Result<(Recorded, Option<u64>), RecordError> {
+        let placed = self.journal.submit(&[event.to_payload()])?;
+        state.apply(placed.offsets.start, placed.ts_us, event);
+        Ok((
+            Recorded::Appended(placed.offsets.start),
+            Some(placed.offsets.end),
+        ))
     }
 
     /// Flushes, fsyncs and stops the journal.

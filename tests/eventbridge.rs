@@ -360,3 +360,89 @@ async fn serve_runs_the_consumer_from_the_environment() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// An event whose entry can never fit a PutEvents request is skipped, the skip is journaled as
+/// `subscriber.skipped` (once, even across a restart), and the events after it still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_event_is_skipped_with_a_journaled_note() {
+    let moto = Moto::start();
+    let sdk = sdk(&moto).await;
+    let url = set_up(&sdk).await;
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = recorder(dir.path());
+    let before = record_upgrade(&recorder, "small-1", 1);
+    let big = ProgressTracker::new(recorder.clone(), "big");
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("blob".into(), Value::String("x".repeat(300 << 10)));
+    let big_offset = big
+        .start_upgrade("plan", "prod", "prepare", Some(metadata))
+        .unwrap();
+    let after = record_upgrade(&recorder, "small-2", 1);
+    let end = after.last().unwrap() + 1;
+
+    let run = |recorder: Arc<Recorder>| {
+        let consumer = EventBridgeConsumer::open(
+            dir.path(),
+            recorder.journal(),
+            EventBridgeConfig::new(BUS),
+            &sdk,
+        )
+        .unwrap()
+        .with_notes(recorder.clone());
+        let metrics = consumer.metrics();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(consumer.run(async move {
+            let _ = stopped.await;
+        }));
+        (metrics, stop, task)
+    };
+    let (metrics, stop, task) = run(recorder.clone());
+    wait_committed(&metrics, end).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(metrics.skipped_oversized.load(Ordering::Relaxed), 1);
+
+    let want: BTreeSet<u64> = before.iter().chain(after.iter()).copied().collect();
+    let got: BTreeSet<u64> = drain(&sdk, &url, want.len())
+        .await
+        .into_iter()
+        .map(|(offset, _)| offset)
+        .collect();
+    assert_eq!(got, want, "everything but the oversized event arrives");
+
+    let notes = |recorder: &Recorder| -> Vec<Value> {
+        let mut reader = recorder
+            .journal()
+            .reader(logbook::journal::StartAt::Earliest)
+            .unwrap();
+        let mut notes = Vec::new();
+        while let Some(record) = reader.next().unwrap() {
+            let value: Value = serde_json::from_slice(&record.payload).unwrap();
+            if value["type"] == "subscriber.skipped" {
+                notes.push(value);
+            }
+        }
+        notes
+    };
+    let found = notes(&recorder);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["consumer"], "eventbridge");
+    assert_eq!(found[0]["skipped_offset"], big_offset);
+    assert_eq!(found[0]["event_type"], "upgrade.started");
+    assert!(found[0]["reason"].as_str().unwrap().contains("limit"));
+
+    // A consumer that starts over from before the skip (its checkpoint reset) notes it once.
+    rusqlite::Connection::open(dir.path().join("state.sqlite"))
+        .unwrap()
+        .execute("DELETE FROM consumer_checkpoints", [])
+        .unwrap();
+    let (metrics, stop, task) = run(recorder.clone());
+    wait_committed(&metrics, end).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        notes(&recorder).len(),
+        1,
+        "the note's idempotency key holds"
+    );
+}

@@ -164,6 +164,8 @@ fn sample_texts() -> Vec<&'static str> {
         r#"{"type":"artifact.added","session_id":"s","collection_id":"c","artifact_id":"a","file_name":".env","artifact_type":"diagnostic","sha256":"0000000000000000000000000000000000000000000000000000000000000000","size_bytes":0,"tags":[]}"#,
         r#"{"type":"artifact.deleted","artifact_id":"a-1","reason":"expired"}"#,
         r#"{"type":"journal.repaired","cut_from_offset":0,"bytes_cut":1,"segment":"s","reason":"r","quarantine":null}"#,
+        r#"{"type":"subscriber.skipped","id":"skipped-eventbridge-7","consumer":"eventbridge","skipped_offset":7,"event_type":"upgrade.started","reason":"its EventBridge entry is 307400 bytes, over the 261120 byte request limit"}"#,
+        r#"{"type":"subscriber.skipped","consumer":"c","skipped_offset":0,"event_type":"","reason":""}"#,
     ]
 }
 

@@ -42,6 +42,17 @@ pub struct Args {
     /// Event types sent to EventBridge (comma-separated globs).
     #[arg(long, value_name = "GLOBS", default_value = logbook::eventbridge::consumer::DEFAULT_TYPES, requires = "eventbridge_bus")]
     eventbridge_types: String,
+    /// Close a WebSocket client (1008) that stops reading for this many seconds while events
+    /// are pending for it.
+    #[arg(long, value_name = "SECONDS", default_value_t = logbook::server::stream::STALL_LIMIT.as_secs_f64(), value_parser = parse_seconds)]
+    ws_stall_limit: f64,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!("{text:?} is not a number of seconds in (0, 86400]")),
+    }
 }
 
 fn bad(error: ServeError) -> anyhow::Error {
@@ -58,12 +69,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.journal_config()?;
     let max_record_bytes = config.max_record_bytes;
     let recorder = Arc::new(Recorder::open(cli.journal_dir(), config)?);
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         recorder.clone(),
         args.token.clone(),
         max_record_bytes,
         cli.data.clone(),
+    );
+    state.streams = server::stream::Streams::with_stall_limit(std::time::Duration::from_secs_f64(
+        args.ws_stall_limit,
     ));
+    let state = Arc::new(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -79,7 +94,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let consumer = EventBridgeConsumer::open(&cli.data, recorder.journal(), eb, &sdk)?;
+            let consumer = EventBridgeConsumer::open(&cli.data, recorder.journal(), eb, &sdk)?
+                .with_notes(recorder.clone());
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = runtime.spawn(async move {
                 let result = consumer

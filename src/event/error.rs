@@ -30,6 +30,12 @@ pub enum EventError {
         /// The event type.
         kind: &'static str,
     },
+    /// A producer event passed where only a system event is accepted.
+    #[error("{kind} is not a system event")]
+    NotSystem {
+        /// The event type.
+        kind: &'static str,
+    },
     /// A record with a payload schema version this build cannot read.
     #[error(
         "schema version {found} is not readable by this build (it reads versions 1..={newest})"

@@ -45,7 +45,7 @@ pub use artifact::{
     CollectionCreated, SessionCreated,
 };
 pub use error::{EventError, FieldProblem};
-pub use system::JournalRepaired;
+pub use system::{JournalRepaired, SubscriberSkipped};
 pub use task::{TaskAdded, TaskCompleted, TaskFailed, TaskProgress, TaskTransition};
 pub use types::{ArtifactStatus, ArtifactType, DeleteReason, ProgressStatus, TaskType};
 pub use upgrade::{UpgradeCompleted, UpgradeFailed, UpgradePhaseChanged, UpgradeStarted};
@@ -76,7 +76,7 @@ pub const EVENT_TYPES: [&str; 19] = [
 ];
 
 /// Event types the journal writes about itself; readable, but never accepted from producers.
-pub const SYSTEM_EVENT_TYPES: [&str; 1] = ["journal.repaired"];
+pub const SYSTEM_EVENT_TYPES: [&str; 2] = ["journal.repaired", "subscriber.skipped"];
 
 /// One event, tagged by its dotted `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -142,6 +142,9 @@ pub enum Event {
     /// The journal cut damaged records on open (written by the journal only).
     #[serde(rename = "journal.repaired")]
     JournalRepaired(JournalRepaired),
+    /// A durable consumer skipped a record it can never deliver (system event).
+    #[serde(rename = "subscriber.skipped")]
+    SubscriberSkipped(SubscriberSkipped),
 }
 
 /// The ids an event body may name; each struct answers for its own fields.
@@ -245,6 +248,7 @@ ids!(ArtifactDeleted {
     artifact_id: artifact_id
 });
 ids!(JournalRepaired {});
+ids!(SubscriberSkipped {});
 
 impl Event {
     /// Parses one payload. Checks the shape only (known `type`, exactly the fields of that
@@ -275,6 +279,15 @@ impl Event {
         self.body().validate()
     }
 
+    /// Validates the fields of a system event (which [`Event::validate`] refuses as a whole):
+    /// for Logbook's own writers, e.g. [`crate::recorder::Recorder::record_system`].
+    pub fn validate_system(&self) -> Result<(), EventError> {
+        if !self.is_system() {
+            return Err(EventError::NotSystem { kind: self.kind() });
+        }
+        self.body().validate()
+    }
+
     /// The dotted `type`, e.g. `task.progress`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -298,12 +311,16 @@ impl Event {
             Event::ArtifactArchived(_) => "artifact.archived",
             Event::ArtifactDeleted(_) => "artifact.deleted",
             Event::JournalRepaired(_) => "journal.repaired",
+            Event::SubscriberSkipped(_) => "subscriber.skipped",
         }
     }
 
     /// Whether only the journal itself may write this event ([`SYSTEM_EVENT_TYPES`]).
     pub fn is_system(&self) -> bool {
-        matches!(self, Event::JournalRepaired(_))
+        matches!(
+            self,
+            Event::JournalRepaired(_) | Event::SubscriberSkipped(_)
+        )
     }
 
     fn body(&self) -> &dyn Ids {
@@ -328,6 +345,7 @@ impl Event {
             Event::ArtifactArchived(e) => e,
             Event::ArtifactDeleted(e) => e,
             Event::JournalRepaired(e) => e,
+            Event::SubscriberSkipped(e) => e,
         }
     }
 
@@ -481,6 +499,7 @@ from_body!(
     ArtifactArchived,
     ArtifactDeleted,
     JournalRepaired,
+    SubscriberSkipped,
 );
 
 #[cfg(test)]

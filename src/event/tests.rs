@@ -154,6 +154,13 @@ fn samples() -> Vec<Event> {
             quarantine: None,
         }
         .into(),
+        Event::SubscriberSkipped(SubscriberSkipped {
+            id: Some("skipped-eventbridge-7".into()),
+            consumer: "eventbridge".into(),
+            skipped_offset: 7,
+            event_type: "upgrade.started".into(),
+            reason: "too large".into(),
+        }),
     ]
 }
 
@@ -412,12 +419,15 @@ fn samples_are_valid() {
         if event.is_system() {
             assert_eq!(
                 event.validate(),
-                Err(EventError::Reserved {
-                    kind: "journal.repaired"
-                })
+                Err(EventError::Reserved { kind: event.kind() })
             );
+            assert_eq!(event.validate_system(), Ok(()), "{}", event.kind());
         } else {
             assert_eq!(event.validate(), Ok(()), "{}", event.kind());
+            assert_eq!(
+                event.validate_system(),
+                Err(EventError::NotSystem { kind: event.kind() })
+            );
         }
     }
 }
@@ -605,7 +615,7 @@ fn schemas_cover_every_type_with_a_const_tag() {
     assert_eq!(envelope["properties"]["schema_version"]["minimum"], 1);
     assert_eq!(envelope["properties"]["offset"]["minimum"], 0);
     assert_eq!(envelope["properties"]["ts"]["format"], "date-time");
-    assert_eq!(envelope["oneOf"].as_array().map(Vec::len), Some(20));
+    assert_eq!(envelope["oneOf"].as_array().map(Vec::len), Some(21));
 }
 
 #[test]

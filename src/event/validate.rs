@@ -28,7 +28,7 @@ use super::artifact::{
     CollectionCreated, SessionCreated,
 };
 use super::error::{EventError, FieldProblem};
-use super::system::JournalRepaired;
+use super::system::{JournalRepaired, SubscriberSkipped};
 use super::task::{TaskAdded, TaskCompleted, TaskFailed, TaskProgress, TaskTransition};
 use super::upgrade::{UpgradeCompleted, UpgradeFailed, UpgradePhaseChanged, UpgradeStarted};
 
@@ -349,6 +349,16 @@ impl Validate for JournalRepaired {
         check_text("segment", &self.segment)?;
         check_text("reason", &self.reason)?;
         opt("quarantine", self.quarantine.as_deref(), check_text)
+    }
+}
+
+impl Validate for SubscriberSkipped {
+    /// Checks the fields only; producers may not append it (see [`JournalRepaired`]).
+    fn validate(&self) -> Result<(), EventError> {
+        opt("id", self.id.as_deref(), check_id)?;
+        check_id("consumer", &self.consumer)?;
+        check_text("event_type", &self.event_type)?;
+        check_text("reason", &self.reason)
     }
 }
 

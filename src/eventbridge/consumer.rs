@@ -11,7 +11,9 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use tracing::Instrument;
 
 use crate::envelope::to_json_line;
+use crate::event::{Event, SubscriberSkipped};
 use crate::journal::Journal;
+use crate::recorder::Recorder;
 use crate::subscribe::{Delivery, DurableConsumer, EventFilter, SubscribeError};
 use crate::type_filter::TypeFilter;
 
@@ -87,6 +89,9 @@ pub struct EventBridgeConsumer {
     metrics: Arc<Metrics>,
     /// A delivery read but not fitting in the previous batch.
     carry: Option<(Pending, usize)>,
+    /// Where a skipped event is noted (`subscriber.skipped`), when the consumer runs beside
+    /// the journal's writer.
+    notes: Option<Arc<Recorder>>,
 }
 
 impl EventBridgeConsumer {
@@ -113,7 +118,16 @@ impl EventBridgeConsumer {
             consumer,
             metrics,
             carry: None,
+            notes: None,
         })
+    }
+
+    /// Notes every skipped event in the journal through `recorder` (the writer of the journal
+    /// this consumer reads), as a `subscriber.skipped` system event recorded before the
+    /// checkpoint moves past it.
+    pub fn with_notes(mut self, recorder: Arc<Recorder>) -> EventBridgeConsumer {
+        self.notes = Some(recorder);
+        self
     }
 
     /// The shared counters.
@@ -168,7 +182,7 @@ impl EventBridgeConsumer {
         }
         while batch.is_empty() {
             let delivery = self.consumer.next_async().await?;
-            if let Some((pending, size)) = self.entry(&delivery)
+            if let Some((pending, size)) = self.entry(&delivery).await
                 && let Err(pending) = batch.try_push(pending, size)
             {
                 self.carry = Some((pending, size));
@@ -178,7 +192,7 @@ impl EventBridgeConsumer {
             let Some(delivery) = self.consumer.try_next()? else {
                 break;
             };
-            if let Some((pending, size)) = self.entry(&delivery)
+            if let Some((pending, size)) = self.entry(&delivery).await
                 && let Err(pending) = batch.try_push(pending, size)
             {
                 self.carry = Some((pending, size));
@@ -187,8 +201,9 @@ impl EventBridgeConsumer {
         Ok(batch)
     }
 
-    /// The entry for `delivery` and its counted size; `None` (logged, counted) if too large.
-    fn entry(&self, delivery: &Delivery) -> Option<(Pending, usize)> {
+    /// The entry for `delivery` and its counted size; `None` (logged, counted, noted) if too
+    /// large.
+    async fn entry(&mut self, delivery: &Delivery) -> Option<(Pending, usize)> {
         let offset = delivery.offset();
         let detail_type = delivery
             .event
@@ -214,6 +229,7 @@ impl EventBridgeConsumer {
                 limit = batch::MAX_BATCH_BYTES,
                 "eventbridge: event too large for PutEvents, skipped (not sent)"
             );
+            self.note_skipped(offset, detail_type, size).await;
             return None;
         }
         let entry = PutEventsRequestEntry::builder()
@@ -223,6 +239,33 @@ impl EventBridgeConsumer {
             .event_bus_name(&self.config.bus_name)
             .build();
         Some((Pending { offset, entry }, size))
+    }
+
+    /// Records `subscriber.skipped` for the event at `offset` (if notes are on). A failure to
+    /// note is logged: the skip itself stands (the event can never be sent).
+    async fn note_skipped(&mut self, offset: u64, event_type: String, size: usize) {
+        let Some(recorder) = &self.notes else {
+            return;
+        };
+        let consumer = &self.config.consumer_name;
+        let note = Event::SubscriberSkipped(SubscriberSkipped {
+            id: Some(format!("skipped-{consumer}-{offset}")),
+            consumer: consumer.clone(),
+            skipped_offset: offset,
+            event_type,
+            reason: format!(
+                "its EventBridge entry is {size} bytes, over the {} byte request limit",
+                batch::MAX_BATCH_BYTES
+            ),
+        });
+        match recorder.record_system_async(&note).await {
+            Ok(recorded) => tracing::info!(
+                offset,
+                note_offset = recorded.offset(),
+                "eventbridge: skip recorded as subscriber.skipped"
+            ),
+            Err(error) => tracing::error!(offset, %error, "eventbridge: could not record the skip"),
+        }
     }
 
     /// Sends `batch` until every entry is accepted; returns `true` then. Only the failed entries

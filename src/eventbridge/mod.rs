@@ -19,8 +19,10 @@
 //!   limit. A crash or stop between a send and its commit resends; duplicates carry the same
 //!   `offset` in their Detail.
 //! - **No stall on the impossible.** An event whose entry alone exceeds the request limit is
-//!   skipped with a `tracing::error!` and counted in [`Metrics::skipped_oversized`]; the journal
-//!   has no typed event for such a note, so it is not journaled.
+//!   skipped with a `tracing::error!`, counted in [`Metrics::skipped_oversized`], and (with
+//!   [`EventBridgeConsumer::with_notes`], as `serve` runs it) recorded in the journal as a
+//!   `subscriber.skipped` system event before the checkpoint moves past it (idempotency key
+//!   `skipped-{consumer}-{offset}`: a restart does not note it twice).
 
 pub mod batch;
 pub mod consumer;

@@ -72,7 +72,7 @@ impl Batch {
             self.touch(upgrade_id, offset);
         }
         match event {
-            Event::JournalRepaired(_) => {}
+            Event::JournalRepaired(_) | Event::SubscriberSkipped(_) => {}
             Event::UpgradeStarted(e) => {
                 let metadata = e.metadata.as_ref().map(json);
                 db.prepare_cached(

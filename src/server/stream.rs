@@ -14,7 +14,8 @@
 //! - Client frames: text frames up to [`MAX_CLIENT_TEXT`] bytes are ignored; a longer one is
 //!   closed with 1009, a binary frame with 1003.
 //! - Close codes sent: 1001 on server shutdown (or journal closed), 1003 binary frame, 1008 the
-//!   client stopped reading for [`STALL_LIMIT`] with frames pending, 1009 oversized client
+//!   client stopped reading for the stall limit ([`STALL_LIMIT`] unless
+//!   [`Streams::with_stall_limit`]; `serve --ws-stall-limit`) with frames pending, 1009 oversized client
 //!   frame, 1011 the journal could not be read. A client resumes with `from=<last offset + 1>`.
 //!
 //! # Invariants
@@ -24,7 +25,7 @@
 //!   is served from disk. What a connection holds is the subscription's reader buffer and the
 //!   WebSocket write buffer ([`WRITE_BUFFER`] plus one frame); nothing grows with its lag.
 //! - **Appends never wait.** The writer is never told about a connection; connections only read.
-//! - **Bounded stall.** Every write must make progress within [`STALL_LIMIT`].
+//! - **Bounded stall.** Every write must make progress within the stall limit.
 //! - **Clean stop.** [`Streams::shut_down`] makes every connection send 1001 and end;
 //!   [`Streams::wait_closed`] waits (bounded) until they have.
 
@@ -52,7 +53,7 @@ pub const MAX_CLIENT_TEXT: usize = 4 << 10;
 const MAX_CLIENT_MESSAGE: usize = 64 << 10;
 /// Keepalive ping period.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
-/// A write that makes no progress for this long closes the connection (1008).
+/// A write that makes no progress for this long closes the connection (1008), by default.
 pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Frames queued between two flushes.
 pub const MAX_BATCH: usize = 1024;
@@ -65,17 +66,32 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Streams {
     shutdown: watch::Sender<bool>,
+    stall_limit: Duration,
 }
 
 impl Default for Streams {
     fn default() -> Streams {
         Streams {
             shutdown: watch::channel(false).0,
+            stall_limit: STALL_LIMIT,
         }
     }
 }
 
 impl Streams {
+    /// Streams whose clients are closed (1008) after `limit` without reading.
+    pub fn with_stall_limit(limit: Duration) -> Streams {
+        Streams {
+            stall_limit: limit,
+            ..Streams::default()
+        }
+    }
+
+    /// How long a write may make no progress before the client is closed (1008).
+    pub fn stall_limit(&self) -> Duration {
+        self.stall_limit
+    }
+
     /// Tells every open stream to close with 1001 (new ones close at once).
     pub fn shut_down(&self) {
         self.shutdown.send_replace(true);
@@ -145,11 +161,12 @@ pub async fn stream(
         Err(e) => return ApiError::internal(e.to_string()).into_response(),
     };
     let shutdown = state.streams.shutdown.subscribe();
+    let stall_limit = state.streams.stall_limit;
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| run(socket, subscription, shutdown))
+        .on_upgrade(move |socket| run(socket, subscription, shutdown, stall_limit))
 }
 
 /// How a connection ends.
@@ -172,11 +189,21 @@ fn close(code: u16, reason: impl Into<String>) -> End {
 
 type Sink = SplitSink<WebSocket, Message>;
 
-async fn run(socket: WebSocket, mut sub: Subscription, mut shutdown: watch::Receiver<bool>) {
+async fn run(
+    socket: WebSocket,
+    mut sub: Subscription,
+    mut shutdown: watch::Receiver<bool>,
+    stall_limit: Duration,
+) {
     let (mut sink, incoming) = socket.split();
     let (ctrl_tx, mut ctrl_rx) = mpsc::channel(1);
     let reader = tokio::spawn(read_client(incoming, ctrl_tx));
-    let end = serve_frames(&mut sink, &mut sub, &mut shutdown, &mut ctrl_rx).await;
+    let mut link = Link {
+        shutdown: &mut shutdown,
+        ctrl: &mut ctrl_rx,
+        stall_limit,
+    };
+    let end = serve_frames(&mut sink, &mut sub, &mut link).await;
     drop(sub);
     if let End::Close(code, reason) = end {
         let frame = CloseFrame {
@@ -231,23 +258,32 @@ async fn read_client(mut incoming: SplitStream<WebSocket>, ctrl: mpsc::Sender<En
     }
 }
 
+/// What can interrupt a write: shutdown, the client's end, the stall limit.
+struct Link<'a> {
+    shutdown: &'a mut watch::Receiver<bool>,
+    ctrl: &'a mut mpsc::Receiver<End>,
+    stall_limit: Duration,
+}
+
 /// Runs `op` unless the server shuts down or the client ends first; `op` must make progress
-/// within [`STALL_LIMIT`].
+/// within the stall limit.
 async fn guarded(
     op: impl Future<Output = Result<(), axum::Error>>,
-    shutdown: &mut watch::Receiver<bool>,
-    ctrl: &mut mpsc::Receiver<End>,
+    link: &mut Link<'_>,
 ) -> Result<(), End> {
     tokio::select! {
         biased;
-        _ = shutdown.changed() => Err(close(1001, "server shutting down")),
-        end = ctrl.recv() => Err(end.unwrap_or(End::Gone)),
-        done = tokio::time::timeout(STALL_LIMIT, op) => match done {
+        _ = link.shutdown.changed() => Err(close(1001, "server shutting down")),
+        end = link.ctrl.recv() => Err(end.unwrap_or(End::Gone)),
+        done = tokio::time::timeout(link.stall_limit, op) => match done {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
             Err(_) => Err(close(
                 1008,
-                format!("client stopped reading for {} s", STALL_LIMIT.as_secs()),
+                format!(
+                    "client stopped reading for {:.1} s",
+                    link.stall_limit.as_secs_f64()
+                ),
             )),
         },
     }
@@ -260,13 +296,8 @@ fn read_failed(error: SubscribeError) -> End {
     }
 }
 
-async fn serve_frames(
-    sink: &mut Sink,
-    sub: &mut Subscription,
-    shutdown: &mut watch::Receiver<bool>,
-    ctrl: &mut mpsc::Receiver<End>,
-) -> End {
-    if *shutdown.borrow_and_update() {
+async fn serve_frames(sink: &mut Sink, sub: &mut Subscription, link: &mut Link<'_>) -> End {
+    if *link.shutdown.borrow_and_update() {
         return close(1001, "server shutting down");
     }
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -274,11 +305,10 @@ async fn serve_frames(
     loop {
         let delivery = tokio::select! {
             biased;
-            _ = shutdown.changed() => return close(1001, "server shutting down"),
-            end = ctrl.recv() => return end.unwrap_or(End::Gone),
+            _ = link.shutdown.changed() => return close(1001, "server shutting down"),
+            end = link.ctrl.recv() => return end.unwrap_or(End::Gone),
             _ = ping.tick() => {
-                if let Err(end) =
-                    guarded(sink.send(Message::Ping(Default::default())), shutdown, ctrl).await
+                if let Err(end) = guarded(sink.send(Message::Ping(Default::default())), link).await
                 {
                     return end;
                 }
@@ -294,7 +324,7 @@ async fn serve_frames(
         let mut queued = 0;
         while let Some(delivery) = next.take() {
             let text = crate::envelope::to_json_line(&delivery.record);
-            if let Err(end) = guarded(sink.feed(Message::Text(text.into())), shutdown, ctrl).await {
+            if let Err(end) = guarded(sink.feed(Message::Text(text.into())), link).await {
                 return end;
             }
             queued += 1;
@@ -305,7 +335,7 @@ async fn serve_frames(
                 };
             }
         }
-        if let Err(end) = guarded(sink.flush(), shutdown, ctrl).await {
+        if let Err(end) = guarded(sink.flush(), link).await {
             return end;
         }
     }

@@ -73,13 +73,20 @@ impl State {
         self.next_offset
     }
 
+    /// The offset holding the event recorded with idempotency key `key`, if any.
+    pub fn recorded_key(&self, key: &str) -> Option<u64> {
+        self.keys.get(key).copied()
+    }
+
     /// Checks `event` against the current state.
     pub fn check(&self, event: &Event) -> Result<Verdict, Refusal> {
         if let Some(offset) = event.id().and_then(|key| self.keys.get(key)) {
             return Ok(Verdict::AlreadyRecorded(*offset));
         }
         match event {
-            Event::JournalRepaired(_) => Err(Refusal::System(event.kind())),
+            Event::JournalRepaired(_) | Event::SubscriberSkipped(_) => {
+                Err(Refusal::System(event.kind()))
+            }
             Event::UpgradeStarted(e) => match self.upgrades.contains_key(&e.upgrade_id) {
                 true => Err(Refusal::Duplicate {
                     what: "upgrade",
@@ -270,7 +277,7 @@ impl State {
             self.keys.entry(key.to_string()).or_insert(offset);
         }
         match event {
-            Event::JournalRepaired(_) => {}
+            Event::JournalRepaired(_) | Event::SubscriberSkipped(_) => {}
             Event::UpgradeStarted(e) => {
                 self.upgrades
                     .entry(e.upgrade_id.clone())
