@@ -13,6 +13,8 @@
 //! | [`eventbridge`] | a durable consumer sending lifecycle events to Amazon EventBridge (PutEvents) |
 //! | [`event`] | typed events (DESIGN §3): validation, JSON Schemas, versions and upcasting |
 //! | [`ingest`] | NDJSON lines → recorder, with a per-line report (record, record --to, POST /v1/events) |
+//! | [`s3`] | shipping sealed segments and artifacts to S3, restore and follow from it |
+//! | [`aws`] | the shared AWS configuration (standard chain, `AWS_ENDPOINT_URL`) |
 //! | [`recorder`] | the one path into the journal: validate, check against state, append, apply |
 //! | [`server`] | `logbook serve`: HTTP ingest and JSON views, bearer token, loopback by default |
 //! | [`state`] | the domain fold: stateful validation, current and as-of views |
@@ -77,6 +79,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod artifacts;
+pub mod aws;
 pub mod envelope;
 pub mod event;
 pub mod eventbridge;
@@ -84,6 +87,7 @@ pub mod ingest;
 pub mod journal;
 pub mod projection;
 pub mod recorder;
+pub mod s3;
 pub mod server;
 pub mod state;
 pub mod subscribe;

@@ -1,10 +1,11 @@
-//! `logbook artifacts add|search|stats|retention`: the artifact store from the shell.
-//! `add` and `retention` write (they take the writer lock); `search` and `stats` read the
-//! journal read-only, so they work beside a live writer.
+//! `logbook artifacts add|search|stats|upload|url|retention`: the artifact store from the shell.
+//! `add`, `upload` and `retention` write (they take the writer lock); `search`, `stats` and
+//! `url` read the journal read-only, so they work beside a live writer.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use logbook::artifacts::{
     ArtifactError, ArtifactQuery, ArtifactStore, NewArtifact, TagMatch, search,
@@ -12,10 +13,19 @@ use logbook::artifacts::{
 use logbook::event::{ArtifactStatus, ArtifactType};
 use logbook::journal::Journal;
 use logbook::recorder::Recorder;
+use logbook::s3::upload::presigned_get;
+use logbook::s3::{ArtifactUploader, S3Error, S3Location, UploadConfig};
 use logbook::state::{ArtifactView, Until, state_at};
 use logbook::timestamp::{format_us, now_us, parse_rfc3339};
 
+use super::aws::{parse_duration, parse_location, sdk_config};
 use super::{BadInput, Cli};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
 
 /// Arguments of `artifacts`.
 #[derive(Debug, clap::Args)]
@@ -62,11 +72,33 @@ enum Command {
     Search(SearchArgs),
     /// Counts and bytes by type and status.
     Stats,
-    /// Delete expired artifacts (recorded, files removed).
+    /// Upload an artifact to S3 now (verified; recorded as artifact.uploaded or .upload_failed).
+    Upload {
+        /// The artifact id.
+        id: String,
+        /// The bucket and prefix: s3://bucket/prefix.
+        #[arg(long, value_name = "URL", env = "LOGBOOK_S3", value_parser = parse_location)]
+        s3: S3Location,
+    },
+    /// Print a pre-signed GET URL of an uploaded artifact.
+    Url {
+        /// The artifact id.
+        id: String,
+        /// How long the URL stays valid (e.g. 15m, 1h, 7d; S3 allows at most 7 days).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        expires: Duration,
+        /// The bucket and prefix the artifact was uploaded to: s3://bucket/prefix.
+        #[arg(long, value_name = "URL", env = "LOGBOOK_S3", value_parser = parse_location)]
+        s3: S3Location,
+    },
+    /// Delete expired artifacts (recorded, files removed; with --s3 their objects too).
     Retention {
         /// Treat this RFC 3339 time as now.
         #[arg(long)]
         now: Option<String>,
+        /// Also delete the S3 objects of deleted artifacts in s3://bucket/prefix.
+        #[arg(long, value_name = "URL", value_parser = parse_location)]
+        s3: Option<S3Location>,
     },
 }
 
@@ -244,19 +276,97 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Retention { now } => {
+        Command::Upload { id, s3 } => {
+            let runtime = runtime()?;
+            let sdk = sdk_config(&runtime, "artifacts upload")?;
+            let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+            let uploader = ArtifactUploader::new(
+                logbook::s3::client(&sdk),
+                s3.clone(),
+                recorder.clone(),
+                cli.data.join("artifacts"),
+                UploadConfig::default(),
+            );
+            let outcome = runtime.block_on(uploader.upload(id));
+            drop(uploader);
+            super::sync_projection(cli, recorder.journal())?;
+            drop(runtime);
+            if let Some(recorder) = Arc::into_inner(recorder) {
+                recorder.close()?;
+            }
+            let uploaded = outcome.map_err(|e| match e {
+                S3Error::Artifact { .. } => anyhow::Error::from(BadInput(e.to_string())),
+                e => e.into(),
+            })?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"artifact_id": id, "s3_key": uploaded.key, "etag": uploaded.etag, "uploaded_now": uploaded.uploaded_now})
+                );
+            } else if uploaded.uploaded_now {
+                println!("uploaded {id} to {} (etag {})", uploaded.key, uploaded.etag);
+            } else {
+                println!("{id} was already uploaded to {}", uploaded.key);
+            }
+        }
+        Command::Url { id, expires, s3 } => {
+            let journal =
+                Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
+            let state = state_at(&journal, Until::End)?;
+            let artifact = state
+                .artifact(id)
+                .cloned()
+                .ok_or_else(|| BadInput(format!("unknown artifact {id:?}")))?;
+            let runtime = runtime()?;
+            let sdk = sdk_config(&runtime, "artifacts url")?;
+            let client = logbook::s3::client(&sdk);
+            let url = runtime
+                .block_on(presigned_get(&client, s3, &artifact, *expires))
+                .map_err(|e| match e {
+                    S3Error::Artifact { .. } => anyhow::Error::from(BadInput(e.to_string())),
+                    e => e.into(),
+                })?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"artifact_id": id, "url": url, "expires_in_s": expires.as_secs()})
+                );
+            } else {
+                println!("{url}");
+            }
+        }
+        Command::Retention { now, s3 } => {
             let now = time("--now", now)?.unwrap_or_else(now_us);
             let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
             let store = ArtifactStore::new(recorder.clone(), cli.data.join("artifacts"));
             let deleted = store.apply_retention(now).map_err(store_error)?;
             drop(store);
+            let mut objects = Vec::new();
+            if let Some(s3) = s3 {
+                let runtime = runtime()?;
+                let sdk = sdk_config(&runtime, "artifacts retention --s3")?;
+                let uploader = ArtifactUploader::new(
+                    logbook::s3::client(&sdk),
+                    s3.clone(),
+                    recorder.clone(),
+                    cli.data.join("artifacts"),
+                    UploadConfig::default(),
+                );
+                objects = runtime.block_on(uploader.delete_deleted())?;
+            }
             super::sync_projection(cli, recorder.journal())?;
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
             }
             if cli.json {
-                println!("{}", serde_json::json!({"deleted": deleted}));
+                println!(
+                    "{}",
+                    serde_json::json!({"deleted": deleted, "s3_objects_deleted": objects})
+                );
             } else {
+                if !objects.is_empty() {
+                    println!("deleted {} S3 object(s)", objects.len());
+                }
                 println!(
                     "deleted {} expired artifacts{}",
                     deleted.len(),

@@ -1,12 +1,15 @@
 //! Global options, the subcommand list, and how errors map to exit codes.
 
 mod artifacts;
+mod aws;
 mod demo;
 mod events;
 mod rebuild;
 mod record;
 mod repair;
+mod restore;
 mod serve;
+mod ship;
 mod show;
 mod tail;
 mod verify;
@@ -66,6 +69,10 @@ pub enum Command {
     Serve(serve::Args),
     /// Follow a `logbook serve` over its WebSocket (`/v1/stream`), reconnecting and resuming.
     Tail(tail::Args),
+    /// Ship sealed segments and pending artifact uploads to S3 (fenced: one writer per prefix).
+    Ship(ship::Args),
+    /// Rebuild a data dir from S3, verified end to end; `--follow` keeps it up to date.
+    Restore(restore::Args),
 }
 
 /// Errors that mean "bad usage or input" (exit 2) rather than "failure found" (exit 1).
@@ -132,6 +139,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rebuild(args) => rebuild::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args),
         Command::Tail(args) => tail::run(&cli, args),
+        Command::Ship(args) => ship::run(&cli, args),
+        Command::Restore(args) => restore::run(&cli, args),
     }
 }
 

@@ -4,7 +4,8 @@
 //! a token (exit 2). Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, catches up
 //! the projection and closes the recorder (journal flushed and fsynced). With
 //! `--eventbridge-bus NAME` it also runs the EventBridge consumer (src/eventbridge/) as a task,
-//! stopped after the server on shutdown.
+//! stopped after the server on shutdown. With `--s3 s3://bucket/prefix` it ships sealed segments
+//! and artifacts (src/s3/ship.rs) the same way.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -42,6 +43,13 @@ pub struct Args {
     /// Event types sent to EventBridge (comma-separated globs).
     #[arg(long, value_name = "GLOBS", default_value = logbook::eventbridge::consumer::DEFAULT_TYPES, requires = "eventbridge_bus")]
     eventbridge_types: String,
+    /// Ship sealed segments and artifacts to s3://bucket/prefix while serving (fenced: one
+    /// writer per prefix). AWS settings from the standard chain.
+    #[arg(long, value_name = "URL", env = "LOGBOOK_S3", value_parser = super::aws::parse_location)]
+    s3: Option<logbook::s3::S3Location>,
+    /// How often to ship (besides right after each seal), e.g. 10s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::aws::parse_duration, requires = "s3")]
+    ship_interval: std::time::Duration,
     /// Close a WebSocket client (1008) that stops reading for this many seconds while events
     /// are pending for it.
     #[arg(long, value_name = "SECONDS", default_value_t = logbook::server::stream::STALL_LIMIT.as_secs_f64(), value_parser = parse_seconds)]
@@ -112,6 +120,38 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let shipper = match &args.s3 {
+        Some(location) => {
+            let sdk = super::aws::sdk_config(&runtime, "--s3")?;
+            let shipper = runtime
+                .block_on(logbook::s3::Shipper::open(
+                    &cli.data,
+                    recorder.clone(),
+                    logbook::s3::client(&sdk),
+                    location.clone(),
+                    logbook::s3::UploadConfig::default(),
+                ))
+                .map_err(|e| match e.is_bad_input() {
+                    true => anyhow::Error::from(BadInput(e.to_string())),
+                    false => e.into(),
+                })?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let interval = args.ship_interval;
+            let task = runtime.spawn(async move {
+                let result = shipper
+                    .run(interval, async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                if let Err(error) = &result {
+                    tracing::error!(%error, "shipper stopped");
+                }
+                result
+            });
+            Some((stop, task))
+        }
+        None => None,
+    };
     let served = runtime.block_on(async {
         let listener = server::bind(args.listen, args.token.as_deref())
             .await
@@ -134,6 +174,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Err(error) => tracing::error!(%error, "eventbridge consumer panicked"),
         }
     }
+    if let Some((stop, task)) = shipper {
+        let _ = stop.send(());
+        if let Err(error) = runtime.block_on(task) {
+            tracing::error!(%error, "shipper panicked");
+        }
+    }
     // Whatever happened, leave the projection current and the journal closed cleanly (the
     // runtime is gone first: no request can still be recording).
     drop(runtime);
@@ -149,7 +195,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Completes on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

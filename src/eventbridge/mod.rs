@@ -29,9 +29,4 @@ pub mod consumer;
 
 pub use consumer::{EventBridgeConfig, EventBridgeConsumer, EventBridgeError, Metrics};
 
-/// Loads the shared AWS configuration from the standard chain (environment, profile, IMDS...).
-pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
-}
+pub use crate::aws::load_sdk_config;

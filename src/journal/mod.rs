@@ -45,6 +45,17 @@ pub use recovery::RecoveryReport;
 pub use verify::{VerifyReport, verify_dir};
 pub use writer::Sequenced;
 
+/// A sealed segment file of the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegment {
+    /// First offset it holds.
+    pub first: u64,
+    /// Last offset it holds.
+    pub last: u64,
+    /// Its file (`{first:020}-{last:020}.seg.zst`).
+    pub path: PathBuf,
+}
+
 use lock::DirLock;
 use recovery::{Mode, recover};
 use watermark::Watermark;
@@ -130,6 +141,7 @@ impl Journal {
                 wake_at: 1,
                 flusher_waiting: false,
                 closing: false,
+                roll_requested: false,
             }),
             data_cv: Condvar::new(),
             space_cv: Condvar::new(),
@@ -211,6 +223,7 @@ impl Journal {
                 wake_at: 1,
                 flusher_waiting: false,
                 closing: true,
+                roll_requested: false,
             }),
             data_cv: Condvar::new(),
             space_cv: Condvar::new(),
@@ -239,6 +252,60 @@ impl Journal {
     /// What opening found (torn tail cut, repair, segment counts).
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
+    }
+
+    /// The sealed segment files, in offset order (immutable once listed; what the S3 shipper
+    /// uploads).
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        self.shared
+            .catalog()
+            .segments
+            .iter()
+            .filter_map(|s| match &s.state {
+                catalog::SegmentState::Sealed { last, .. } => Some(SealedSegment {
+                    first: s.first,
+                    last: *last,
+                    path: s.path.clone(),
+                }),
+                catalog::SegmentState::Raw { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Rolls the active segment now (if it holds records) and waits up to `timeout` until every
+    /// record committed before the call is in a sealed segment; whether they are. For shipping
+    /// on demand (`logbook ship --once --seal`); sealing otherwise happens by size and age.
+    pub fn seal_now(&self, timeout: std::time::Duration) -> Result<bool> {
+        let target = self.next_offset();
+        let sealed_end = |j: &Journal| j.sealed_segments().last().map_or(0, |s| s.last + 1);
+        if sealed_end(self) >= target {
+            return Ok(true);
+        }
+        if self.read_only {
+            return Ok(false);
+        }
+        {
+            let mut seq = self.shared.lock_seq();
+            seq.roll_requested = true;
+            self.shared.data_cv.notify_one();
+        }
+        let deadline = Instant::now() + timeout;
+        while sealed_end(self) < target {
+            if let Some(error) = self
+                .shared
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                return Err(JournalError::WriterFailed(error.clone()));
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(true)
     }
 
     /// The offset the next committed record will have (= number of committed records).

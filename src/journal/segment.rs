@@ -589,6 +589,31 @@ impl Cursor<'_> {
     }
 }
 
+/// Verifies a sealed segment held in memory (footer, every block's checksum, every record and
+/// the chain from the footer's `prev_hash` to its `last_hash`) one block at a time, keeping no
+/// records; calls `each` with every verified record. Errors carry the first bad offset.
+pub fn verify_segment(
+    file: &[u8],
+    mut each: impl FnMut(&Record),
+) -> Result<Footer, (u64, DamageKind)> {
+    let footer = decode_footer_from_file_bytes(file).map_err(|k| (0, k))?;
+    for (i, entry) in footer.blocks.iter().enumerate() {
+        let start = usize::try_from(entry.file_pos).unwrap_or(usize::MAX);
+        let compressed = start
+            .checked_add(entry.compressed_len as usize)
+            .and_then(|end| file.get(start..end))
+            .ok_or((
+                entry.first_offset,
+                DamageKind::Block("block outside the file".into()),
+            ))?;
+        let raw = decompress_block(compressed, entry).map_err(|k| (entry.first_offset, k))?;
+        for record in decode_block(&raw, entry, &footer.prev_hash_of_block(i))? {
+            each(&record);
+        }
+    }
+    Ok(footer)
+}
+
 /// Decodes and verifies every record of a sealed segment held in memory, chaining from the
 /// footer's `prev_hash`. Used by the fuzz target and by tests; readers decode block by block.
 pub fn decode_segment(file: &[u8]) -> Result<(Footer, Vec<Record>), (u64, DamageKind)> {

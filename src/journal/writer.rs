@@ -74,6 +74,8 @@ pub struct Sequencer {
     pub wake_at: u64,
     pub flusher_waiting: bool,
     pub closing: bool,
+    /// [`crate::journal::Journal::seal_now`] asked for the active segment to roll.
+    pub roll_requested: bool,
 }
 
 impl Shared {
@@ -272,9 +274,9 @@ impl Flusher {
         let mut buf = Vec::new();
         loop {
             let shared = self.shared.clone();
-            let closing = {
+            let (closing, roll) = {
                 let mut seq = shared.lock_seq();
-                if seq.pending.is_empty() && !seq.closing {
+                if seq.pending.is_empty() && !seq.closing && !seq.roll_requested {
                     let now = Instant::now();
                     let timer = self
                         .next_deadline()
@@ -294,7 +296,7 @@ impl Flusher {
                 seq = self.gather(seq);
                 std::mem::swap(&mut seq.pending, &mut buf);
                 seq.pending_records = 0;
-                seq.closing
+                (seq.closing, std::mem::take(&mut seq.roll_requested))
             };
             if !buf.is_empty() {
                 self.shared.space_cv.notify_all();
@@ -303,6 +305,9 @@ impl Flusher {
                 buf.clear();
             }
             self.on_timers()?;
+            if roll && self.active.next > self.active.first {
+                self.roll()?;
+            }
             if closing && self.shared.lock_seq().pending.is_empty() {
                 self.sync()?;
                 return Ok(());

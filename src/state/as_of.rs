@@ -17,6 +17,21 @@ pub enum Until {
     Time(i64),
 }
 
+impl std::str::FromStr for Until {
+    type Err = String;
+
+    /// An offset (`1234`) or an RFC 3339 time (`2026-11-23T10:00:00Z`).
+    fn from_str(text: &str) -> Result<Until, String> {
+        let text = text.trim();
+        match text.parse::<u64>() {
+            Ok(offset) => Ok(Until::Offset(offset)),
+            Err(_) => crate::timestamp::parse_rfc3339(text)
+                .map(Until::Time)
+                .map_err(|e| format!("expected an offset or an RFC 3339 time: {e}")),
+        }
+    }
+}
+
 /// The state after replaying `journal` up to `until`. Records that are not typed events
 /// (journals from before typed events) are skipped; they belong to no view.
 pub fn state_at(journal: &Journal, until: Until) -> Result<State, JournalError> {

@@ -1,0 +1,174 @@
+//! `logbook ship --s3 s3://bucket/prefix [--once] [--ship-interval 10s]`: ships sealed segments
+//! and pending artifact uploads (src/s3/ship.rs). `--once` uploads pending artifacts, seals the
+//! active segment (unless `--no-seal`), ships the backlog (progress bar) and exits; otherwise it keeps shipping until Ctrl-C or SIGTERM. Records the artifact outcomes, so
+//! it opens the journal as its writer (run it when no `serve` owns the data dir; `serve --s3`
+//! ships by itself).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use logbook::recorder::Recorder;
+use logbook::s3::{S3Location, Shipper, UploadConfig};
+
+use super::aws::{parse_duration, parse_location, sdk_config};
+use super::{BadInput, Cli};
+
+/// Arguments of `ship`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to ship: s3://bucket/prefix (AWS settings from the standard chain:
+    /// AWS_REGION, AWS_ENDPOINT_URL, credentials).
+    #[arg(long, value_name = "URL", env = "LOGBOOK_S3", value_parser = parse_location)]
+    s3: S3Location,
+    /// Ship what is sealed now, upload pending artifacts, and exit.
+    #[arg(long)]
+    once: bool,
+    /// How often to ship (besides right after each seal), e.g. 10s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    ship_interval: Duration,
+    /// Do not upload artifact files (segments only).
+    #[arg(long)]
+    no_artifacts: bool,
+    /// With --once: leave the active segment alone (by default it is sealed first, so every
+    /// record written so far is shipped).
+    #[arg(long, requires = "once")]
+    no_seal: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    cli.existing_journal_dir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let sdk = sdk_config(&runtime, "ship")?;
+    let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+    let result = runtime.block_on(ship(cli, args, &sdk, recorder.clone()));
+    super::sync_projection(cli, recorder.journal())?;
+    drop(runtime);
+    match Arc::try_unwrap(recorder) {
+        Ok(recorder) => recorder.close()?,
+        Err(_) => tracing::warn!("recorder still shared at exit; closing it on drop"),
+    }
+    result
+}
+
+async fn ship(
+    cli: &Cli,
+    args: &Args,
+    sdk: &aws_config::SdkConfig,
+    recorder: Arc<Recorder>,
+) -> anyhow::Result<ExitCode> {
+    let client = logbook::s3::client(sdk);
+    let shipper = Shipper::open(
+        &cli.data,
+        recorder.clone(),
+        client,
+        args.s3.clone(),
+        UploadConfig::default(),
+    )
+    .await
+    .map_err(|e| match e.is_bad_input() {
+        true => anyhow::Error::from(BadInput(e.to_string())),
+        false => e.into(),
+    })?
+    .upload_artifacts(!args.no_artifacts);
+    if !args.once {
+        eprintln!(
+            "shipping {} to {} every {:?} and after each seal (Ctrl-C to stop)",
+            cli.data.display(),
+            args.s3,
+            args.ship_interval
+        );
+        shipper
+            .run(args.ship_interval, super::serve::shutdown_signal())
+            .await?;
+        eprintln!("stopped");
+        return Ok(ExitCode::SUCCESS);
+    }
+    once(cli, args, shipper, &recorder).await
+}
+
+async fn once(
+    cli: &Cli,
+    args: &Args,
+    mut shipper: Shipper,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<ExitCode> {
+    // Artifacts first, so the events recording their upload are sealed and shipped too.
+    let mut report = logbook::s3::ShipReport::default();
+    if !args.no_artifacts {
+        shipper.upload_pending(&mut report).await?;
+    }
+    if !args.no_seal {
+        let journal_recorder = recorder.clone();
+        let sealed = tokio::task::spawn_blocking(move || {
+            journal_recorder
+                .journal()
+                .seal_now(Duration::from_secs(120))
+        })
+        .await??;
+        if !sealed {
+            eprintln!(
+                "warning: the active segment did not seal within 120 s; shipping what is sealed"
+            );
+        }
+    }
+    let pending = shipper.pending();
+    let total: u64 = pending.iter().map(|(_, len)| len).sum();
+    let bar = if cli.json || pending.len() < 2 {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+    )?);
+    let (mut segments, mut bytes) = (0u64, 0u64);
+    for (segment, _) in &pending {
+        bar.set_message(format!("{}..={}", segment.first, segment.last));
+        let shipped = shipper.ship_segment(segment).await?;
+        segments += 1;
+        bytes += shipped;
+        bar.inc(shipped);
+    }
+    bar.finish_and_clear();
+    let next = recorder.journal().next_offset();
+    let unshipped = next.saturating_sub(shipper.next_offset());
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "location": args.s3.to_string(),
+                "segments": segments,
+                "bytes": bytes,
+                "shipped_next_offset": shipper.next_offset(),
+                "journal_next_offset": next,
+                "artifacts_uploaded": report.artifacts,
+                "artifact_failures": report.artifact_failures,
+            })
+        );
+    } else {
+        println!(
+            "shipped {segments} segment(s), {bytes} bytes, to {}; offsets below {} are in S3",
+            args.s3,
+            shipper.next_offset()
+        );
+        if unshipped > 0 {
+            println!(
+                "{unshipped} newer record(s) are in the active segment; they ship once it is \
+                 sealed (at most --segment-age after they were written, while a shipper runs)"
+            );
+        }
+        println!(
+            "artifacts: {} uploaded, {} failed",
+            report.artifacts, report.artifact_failures
+        );
+    }
+    Ok(if report.artifact_failures > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,277 @@
+//! S3 (DESIGN.md §7): sealed segments and artifact files shipped to a bucket, and the journal
+//! restored (or followed) from it on another machine.
+//!
+//! | file | role |
+//! |---|---|
+//! | `mod.rs` | [`S3Location`] (`s3://bucket/prefix`), [`client`], [`S3Error`] |
+//! | [`layout`] | object keys under the prefix, and the `head.json` / `writer.json` documents |
+//! | [`lease`] | fencing: one writer per prefix (`writer.json`, created with `If-None-Match: *`) |
+//! | [`ship`] | [`Shipper`]: sealed segments → `journal/`, head, pending artifact uploads |
+//! | [`upload`] | artifact files → `artifacts/...`: single or multipart, verified, journaled |
+//! | [`restore`] | download, verify end to end, write the local journal, rebuild the views |
+//!
+//! Layout under `{prefix}/`:
+//! - `journal/{first:020}-{last:020}.seg.zst`: one immutable object per sealed segment, the
+//!   segment file's bytes unchanged; metadata `first-offset`, `last-offset`, `count`, `blake3`
+//!   (of the object), `chain-start`, `chain-end` (hex).
+//! - `head.json`: the shipped end (`next_offset`, last key, chain end), rewritten after each
+//!   segment: what a follower polls (one GET), instead of listing.
+//! - `writer.json`: the lease naming the one data dir allowed to ship here.
+//! - `artifacts/{session_id}/{collection_id}/{file_name}`: artifact files; metadata `sha256`,
+//!   `artifact-id`, `artifact-type`, `tags`, `task-id`.
+//!
+//! # Invariants
+//!
+//! - **Never overwrite.** Segment objects and the lease are created with `If-None-Match: *`; an
+//!   existing object with the same BLAKE3 is a segment shipped before a crash (accepted), with
+//!   another is a conflict (refused, nothing written).
+//! - **Nothing shipped out of order.** Segments are uploaded in offset order, and `head.json`
+//!   only ever names a segment that is fully uploaded.
+//! - **Trust nothing downloaded.** Restore verifies every block, record and the chain across
+//!   objects, and names the object and offset of the first problem.
+//!
+//! Configuration follows AWS conventions ([`crate::aws::load_sdk_config`]); with an endpoint URL
+//! (`AWS_ENDPOINT_URL`, S3-compatible stores) the client uses path-style addressing.
+
+pub mod layout;
+pub mod lease;
+pub mod restore;
+pub mod ship;
+pub mod upload;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use aws_sdk_s3::Client;
+
+pub use lease::Lease;
+pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use ship::{ShipReport, Shipper};
+pub use upload::{ArtifactUploader, UploadConfig};
+
+/// A bucket and a key prefix: `s3://bucket/prefix` (the prefix may be empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// The full key of `rest` under the prefix.
+    pub fn key(&self, rest: &str) -> String {
+        if self.prefix.is_empty() {
+            rest.to_string()
+        } else {
+            format!("{}/{rest}", self.prefix)
+        }
+    }
+}
+
+impl FromStr for S3Location {
+    type Err = S3Error;
+
+    fn from_str(text: &str) -> Result<S3Location, S3Error> {
+        let bad = |why: &str| S3Error::BadUrl {
+            url: text.to_string(),
+            reason: why.to_string(),
+        };
+        let rest = text
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("must start with s3://"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(bad(
+                "the bucket name must be 3-63 characters of a-z, 0-9, '-' and '.'",
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|part| part == "." || part == "..")
+            || prefix.contains("//")
+            || prefix.chars().any(char::is_control)
+        {
+            return Err(bad(
+                "the prefix has an empty, '.' or '..' part or a control character",
+            ));
+        }
+        Ok(S3Location {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.prefix.is_empty() {
+            write!(f, "s3://{}", self.bucket)
+        } else {
+            write!(f, "s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+/// An S3 client from the shared configuration; path-style addressing when an endpoint URL is
+/// configured (S3-compatible stores, where virtual-hosted buckets do not resolve).
+pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    Client::from_conf(config)
+}
+
+/// Why an S3 operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// Not an `s3://bucket/prefix` URL.
+    #[error("{url}: {reason}")]
+    BadUrl {
+        /// The text given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A request failed (after the SDK's retries).
+    #[error("S3 {operation} {key}: {message}")]
+    Request {
+        /// The operation (PutObject, GetObject...).
+        operation: &'static str,
+        /// The object key (or prefix).
+        key: String,
+        /// The SDK's error, with its context.
+        message: String,
+    },
+    /// Another data dir holds the prefix's writer lease.
+    #[error(
+        "{location} belongs to another journal: its writer is {holder}; this data dir is writer \
+         {ours}. Ship to another prefix (two journals in one prefix would corrupt it)"
+    )]
+    Fenced {
+        /// The prefix.
+        location: S3Location,
+        /// The lease found.
+        holder: Box<Lease>,
+        /// This data dir's writer id.
+        ours: String,
+    },
+    /// An object that should be identical to a local file is not.
+    #[error("{key} already exists in S3 with different content ({reason}); refusing to continue")]
+    Conflict {
+        /// The object.
+        key: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A downloaded segment fails verification.
+    #[error("{key}: {reason} (at offset {offset})")]
+    Tampered {
+        /// The object.
+        key: String,
+        /// The first offset at fault.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The objects do not form a contiguous journal.
+    #[error("{reason}")]
+    Gap {
+        /// What is missing, naming the objects around the gap.
+        reason: String,
+    },
+    /// The artifact cannot be uploaded or served from S3.
+    #[error("artifact {artifact_id}: {reason}")]
+    Artifact {
+        /// The artifact.
+        artifact_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A local file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The restore target already holds a journal.
+    #[error("{0} already holds a journal; restore into an empty or new directory")]
+    NotEmpty(PathBuf),
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// Recording an event failed.
+    #[error(transparent)]
+    Record(#[from] crate::recorder::RecordError),
+    /// The projection failed.
+    #[error(transparent)]
+    Projection(#[from] crate::projection::ProjectionError),
+    /// `state.sqlite` failed.
+    #[error("state.sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl S3Error {
+    /// Whether the caller's input is at fault (exit code 2): a bad URL, a non-empty target.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, S3Error::BadUrl { .. } | S3Error::NotEmpty(_))
+    }
+
+    /// Whether retrying later may succeed (network, server errors), as opposed to a refusal.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, S3Error::Request { .. } | S3Error::Io { .. })
+    }
+
+    pub(crate) fn request<E>(operation: &'static str, key: &str, error: E) -> S3Error
+    where
+        E: std::error::Error + 'static,
+    {
+        S3Error::Request {
+            operation,
+            key: key.to_string(),
+            message: aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> S3Error {
+        S3Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations() {
+        let l: S3Location = "s3://my-bucket/team/prod/".parse().unwrap();
+        assert_eq!(l.bucket, "my-bucket");
+        assert_eq!(l.prefix, "team/prod");
+        assert_eq!(l.key("head.json"), "team/prod/head.json");
+        assert_eq!(l.to_string(), "s3://my-bucket/team/prod");
+        let bare: S3Location = "s3://bucket".parse().unwrap();
+        assert_eq!(bare.key("head.json"), "head.json");
+        assert_eq!(bare.to_string(), "s3://bucket");
+        for bad in [
+            "http://b/p",
+            "s3://",
+            "s3://B/p",
+            "s3://ab/p",
+            "s3://bucket/a/../b",
+            "s3://bucket/a//b",
+        ] {
+            assert!(bad.parse::<S3Location>().is_err(), "{bad}");
+        }
+    }
+}
