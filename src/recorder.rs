@@ -62,21 +62,49 @@ pub struct Recorder {
     journal: Journal,
     state: Mutex<State>,
     untyped_records: u64,
+    /// A replica ([`Recorder::open_replica`]): records nothing, follows its journal.
+    replica: Option<Mutex<u64>>,
+}
+
+/// Applies `journal`'s records from `from` to its end to `state`; the end and the number of
+/// records that are not typed events.
+fn replay(journal: &Journal, state: &mut State, from: u64) -> Result<(u64, u64), JournalError> {
+    let mut untyped = 0u64;
+    let mut end = from;
+    let mut reader = journal.reader(StartAt::Offset(from))?;
+    while let Some(record) = reader.next()? {
+        match upcast(record.schema_version, &record.payload) {
+            Ok(event) => state.apply(record.offset, record.ts_us, &event),
+            Err(_) => untyped += 1,
+        }
+        end = record.offset + 1;
+    }
+    Ok((end, untyped))
 }
 
 impl Recorder {
     /// Opens the journal in `dir` as its writer and replays it into the state.
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Recorder, JournalError> {
-        let journal = Journal::open(dir, config)?;
+        Recorder::with_journal(Journal::open(dir, config)?, false)
+    }
+
+    /// Opens the journal in `dir` as a read-only replica (a follower's data dir, which a
+    /// follower keeps extending): recording is refused ([`JournalError::ReadOnly`]);
+    /// [`Recorder::refresh`] adopts what the follower added.
+    pub fn open_replica(
+        dir: impl AsRef<Path>,
+        config: JournalConfig,
+    ) -> Result<Recorder, JournalError> {
+        Recorder::with_journal(Journal::open_replica(dir, config)?, true)
+    }
+
+    fn with_journal(journal: Journal, replica: bool) -> Result<Recorder, JournalError> {
         let mut state = State::new();
-        let mut untyped = 0u64;
-        let mut reader = journal.reader(StartAt::Earliest)?;
-        while let Some(record) = reader.next()? {
-            match upcast(record.schema_version, &record.payload) {
-                Ok(event) => state.apply(record.offset, record.ts_us, &event),
-                Err(_) => untyped += 1,
-            }
-        }
+        let (end, untyped) = if journal.next_offset() == 0 {
+            (0, 0)
+        } else {
+            replay(&journal, &mut state, 0)?
+        };
         if untyped > 0 {
             tracing::warn!(
                 untyped,
@@ -88,7 +116,28 @@ impl Recorder {
             journal,
             state: Mutex::new(state),
             untyped_records: untyped,
+            replica: replica.then(|| Mutex::new(end)),
         })
+    }
+
+    /// A replica: adopts the segments its follower added and applies their records to the
+    /// state; the journal's new end. A writer's recorder is always current: no-op.
+    pub fn refresh(&self) -> Result<u64, JournalError> {
+        let Some(replayed) = &self.replica else {
+            return Ok(self.journal.next_offset());
+        };
+        let end = self.journal.refresh()?;
+        let mut replayed = replayed.lock().unwrap_or_else(PoisonError::into_inner);
+        if end > *replayed {
+            let mut state = self.state();
+            (*replayed, _) = replay(&self.journal, &mut state, *replayed)?;
+        }
+        Ok(end)
+    }
+
+    /// Whether this is a read-only replica.
+    pub fn is_replica(&self) -> bool {
+        self.replica.is_some()
     }
 
     /// The underlying journal (for readers).

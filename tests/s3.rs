@@ -820,3 +820,126 @@ fn serve_ships_what_it_records() {
     let _ = serve.kill();
     let _ = serve.wait();
 }
+
+/// `serve --follow`: a read-only replica serving the views of a prefix, kept current,
+/// refusing ingest, resuming its data dir after a restart.
+#[test]
+fn serve_follow_is_a_read_only_replica() {
+    use std::io::{BufRead, BufReader};
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let rt = runtime();
+    create_bucket(&rt, &endpoint);
+    let url = format!("s3://{BUCKET}/replica");
+    let a = tempfile::tempdir().unwrap();
+    let append = |from: usize, n: usize| {
+        let recorder =
+            Arc::new(Recorder::open(a.path().join("journal"), small_segments()).unwrap());
+        let t = ProgressTracker::new(recorder.clone(), "u-1");
+        if from == 0 {
+            t.start_upgrade("p", "c", "Planning", None).unwrap();
+            t.add_task("t", "T", TaskType::UpgradeStep, None).unwrap();
+            t.start_task("t").unwrap();
+        }
+        for i in from..from + n {
+            t.update_task_progress("t", (i % 100) as f64, None).unwrap();
+        }
+        drop(t);
+        Arc::into_inner(recorder).unwrap().close().unwrap();
+        ok(logbook(
+            a.path(),
+            &endpoint,
+            &["ship", "--s3", &url, "--once"],
+        ));
+    };
+    append(0, 100);
+    let replica = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+            .arg("--data")
+            .arg(replica.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--follow", &url])
+            .args(["--poll-interval", "0.2s"])
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("LOGBOOK_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        (child, base)
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let json = |url: String| -> Value {
+        let mut r = agent.get(url).call().unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let wait_for = |base: &str, end: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = json(format!("{base}/v1/health"));
+            if health["next_offset"].as_u64() == Some(end) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica stuck: {health}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (mut serve, base) = start();
+    wait_for(&base, 103);
+    let refused = agent
+        .post(format!("{base}/v1/events"))
+        .send(r#"{"type":"upgrade.completed","upgrade_id":"u-1"}"#)
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    append(100, 50);
+    wait_for(&base, 153);
+    let view = json(format!("{base}/v1/upgrades/u-1"));
+    assert_eq!(view["as_of"], 152, "{view}");
+    // Restarted on the same data dir, it resumes (no new restore) and keeps following.
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let (mut serve, base) = start();
+    wait_for(&base, 153);
+    // A WebSocket client tailing the replica sees the records as they are followed.
+    let ws_url = format!("{}/v1/stream?from=150", base.replace("http://", "ws://"));
+    let tail = rt.spawn(async move {
+        use futures_util::StreamExt;
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+        let mut offsets = Vec::new();
+        while offsets.last() != Some(&202u64) {
+            let frame = tokio::time::timeout(Duration::from_secs(60), ws.next())
+                .await
+                .expect("live frames from the replica")
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                offsets.push(v["offset"].as_u64().unwrap());
+            }
+        }
+        offsets
+    });
+    append(150, 50);
+    wait_for(&base, 203);
+    let offsets = rt.block_on(tail).unwrap();
+    assert_eq!(offsets, (150..203).collect::<Vec<u64>>());
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
+    assert_eq!(events(a.path()), events(replica.path()));
+}

@@ -50,6 +50,13 @@ pub struct Args {
     /// How often to ship (besides right after each seal), e.g. 10s, 1m.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::aws::parse_duration, requires = "s3")]
     ship_interval: std::time::Duration,
+    /// Serve a read-only replica of s3://bucket/prefix: restore into --data (or resume a
+    /// follower's data dir), then keep applying newly shipped segments. Ingest is refused (409).
+    #[arg(long, value_name = "URL", value_parser = super::aws::parse_location, conflicts_with_all = ["s3", "eventbridge_bus"])]
+    follow: Option<logbook::s3::S3Location>,
+    /// With --follow: how often to poll the prefix's head object.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::aws::parse_duration, requires = "follow")]
+    poll_interval: std::time::Duration,
     /// Close a WebSocket client (1008) that stops reading for this many seconds while events
     /// are pending for it.
     #[arg(long, value_name = "SECONDS", default_value_t = logbook::server::stream::STALL_LIMIT.as_secs_f64(), value_parser = parse_seconds)]
@@ -76,7 +83,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     server::check_listen(args.listen, args.token.as_deref()).map_err(bad)?;
     let config = cli.journal_config()?;
     let max_record_bytes = config.max_record_bytes;
-    let recorder = Arc::new(Recorder::open(cli.journal_dir(), config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let follower = match &args.follow {
+        Some(location) => Some(start_following(cli, args, &runtime, location)?),
+        None => None,
+    };
+    let recorder = Arc::new(match follower {
+        Some(_) => Recorder::open_replica(cli.journal_dir(), config)?,
+        None => Recorder::open(cli.journal_dir(), config)?,
+    });
     let mut state = AppState::new(
         recorder.clone(),
         args.token.clone(),
@@ -87,9 +104,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         args.ws_stall_limit,
     ));
     let state = Arc::new(state);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let following = follower.map(|follower| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(follow(follower, state.clone(), args.poll_interval, stopped));
+        (stop, task)
+    });
     let eventbridge = match &args.eventbridge_bus {
         Some(bus) => {
             let mut eb = EventBridgeConfig::new(bus.clone());
@@ -174,6 +193,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             Err(error) => tracing::error!(%error, "eventbridge consumer panicked"),
         }
     }
+    if let Some((stop, task)) = following {
+        let _ = stop.send(());
+        if let Err(error) = runtime.block_on(task) {
+            tracing::error!(%error, "follower panicked");
+        }
+    }
     if let Some((stop, task)) = shipper {
         let _ = stop.send(());
         if let Err(error) = runtime.block_on(task) {
@@ -215,5 +240,75 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// Restores `location` into an empty data dir, or resumes a follower's data dir.
+fn start_following(
+    cli: &Cli,
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    location: &logbook::s3::S3Location,
+) -> anyhow::Result<logbook::s3::Follower> {
+    let sdk = super::aws::sdk_config(runtime, "--follow")?;
+    let client = logbook::s3::client(&sdk);
+    let has_journal = std::fs::read_dir(cli.journal_dir()).is_ok_and(|mut d| d.next().is_some());
+    let follower = if has_journal {
+        logbook::s3::Follower::resume(&client, location, &cli.data, 4)?
+    } else {
+        let (report, follower) = runtime.block_on(logbook::s3::restore(
+            &client,
+            location,
+            &cli.data,
+            &logbook::s3::RestoreOptions::default(),
+            &mut |_| {},
+            &mut |_| {},
+        ))?;
+        eprintln!(
+            "restored {} record(s) from {location}; following it every {:?}",
+            report.next_offset, args.poll_interval
+        );
+        follower
+    };
+    Ok(follower)
+}
+
+/// Polls the prefix and makes what the follower applied visible to the server (views,
+/// streams, projection) until `stop`.
+async fn follow(
+    mut follower: logbook::s3::Follower,
+    state: Arc<AppState>,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        match follower.poll().await {
+            Ok(0) => {}
+            Ok(applied) => {
+                let state = state.clone();
+                let refreshed = tokio::task::spawn_blocking(move || {
+                    let end = state.recorder.refresh();
+                    state.catch_up_projection();
+                    end
+                })
+                .await;
+                match refreshed {
+                    Ok(Ok(end)) => tracing::info!(applied, next_offset = end, "follow: applied"),
+                    Ok(Err(error)) => tracing::error!(%error, "follow: refresh failed"),
+                    Err(error) => tracing::error!(%error, "follow: refresh task failed"),
+                }
+            }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "follow: poll failed; will retry");
+            }
+            Err(error) => {
+                tracing::error!(%error, "follow: stopped");
+                return;
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
     }
 }

@@ -68,6 +68,8 @@ pub struct Journal {
     threads: Mutex<Vec<JoinHandle<()>>>,
     report: RecoveryReport,
     read_only: bool,
+    /// Opened with [`Journal::open_replica`].
+    replica: bool,
     _lock: Option<DirLock>,
 }
 
@@ -186,6 +188,7 @@ impl Journal {
             threads: Mutex::new(threads),
             report: recovered.report,
             read_only: false,
+            replica: false,
             _lock: Some(lock),
         };
         if let Some(damage) = &journal.report.repaired {
@@ -208,6 +211,72 @@ impl Journal {
     /// Opens the journal in `dir` for reading only: takes no lock and changes nothing on disk,
     /// so it can run beside a live writer. It sees the records committed when it opened.
     pub fn open_read_only(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal> {
+        let journal = Journal::open_unlocked(dir, config, false)?;
+        journal.shared.visible.close();
+        journal.shared.durable.close();
+        Ok(journal)
+    }
+
+    /// Opens `dir` as a replica: read-only like [`Journal::open_read_only`] (no lock, nothing
+    /// changed on disk), but [`Journal::refresh`] adopts sealed segments that appear after its
+    /// end (written by a follower, see `s3::restore`), and waiting readers see them.
+    pub fn open_replica(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal> {
+        Journal::open_unlocked(dir, config, true)
+    }
+
+    /// A replica: adopts the sealed segments that now continue the journal and wakes waiting
+    /// readers; the new end. Other journals: their end.
+    pub fn refresh(&self) -> Result<u64> {
+        let end = self.next_offset();
+        if !self.replica {
+            return Ok(end);
+        }
+        let listing = recovery::list(&self.shared.dir)?;
+        let mut added = end;
+        {
+            let mut catalog = self
+                .shared
+                .catalog
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if catalog
+                .segments
+                .last()
+                .is_some_and(|s| matches!(s.state, catalog::SegmentState::Raw { .. }))
+            {
+                return Ok(end); // an unsealed tail: not a follower's journal
+            }
+            for (first, last, path) in listing.sealed {
+                if first < added {
+                    continue;
+                }
+                if first != added {
+                    break;
+                }
+                catalog.segments.push(catalog::SegmentEntry {
+                    first,
+                    path,
+                    state: catalog::SegmentState::Sealed {
+                        last,
+                        footer: catalog::FooterCell::default(),
+                    },
+                });
+                added = last + 1;
+            }
+        }
+        if added > end {
+            self.shared.lock_seq().next_offset = added;
+            self.shared.visible.advance(added);
+            self.shared.durable.advance(added);
+        }
+        Ok(added)
+    }
+
+    fn open_unlocked(
+        dir: impl AsRef<Path>,
+        config: JournalConfig,
+        replica: bool,
+    ) -> Result<Journal> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let recovered = recover(&dir, &config, Mode::ReadOnly)?;
@@ -233,13 +302,12 @@ impl Journal {
             catalog: RwLock::new(recovered.catalog),
             failure: Mutex::new(None),
         });
-        shared.visible.close();
-        shared.durable.close();
         Ok(Journal {
             shared,
             threads: Mutex::new(Vec::new()),
             report: recovered.report,
             read_only: true,
+            replica,
             _lock: None,
         })
     }
@@ -392,6 +460,11 @@ impl Journal {
     }
 
     fn shutdown(&self) -> Result<()> {
+        if self.read_only {
+            // Waiting readers of a replica end.
+            self.shared.visible.close();
+            self.shared.durable.close();
+        }
         {
             let mut seq = self.shared.lock_seq();
             seq.closing = true;

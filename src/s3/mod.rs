@@ -46,7 +46,7 @@ use std::str::FromStr;
 use aws_sdk_s3::Client;
 
 pub use lease::Lease;
-pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use restore::{Follower, RestoreOptions, RestoreReport, restore};
 pub use ship::{ShipReport, Shipper};
 pub use upload::{ArtifactUploader, UploadConfig};
 

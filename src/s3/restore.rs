@@ -276,7 +276,7 @@ async fn apply(
     listed: Vec<Listed>,
     until: Until,
     tip: &mut Tip,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(u64, u64), S3Error> {
     let (mut segments, mut bytes) = (0, 0);
     let mut stream = futures_util::stream::iter(listed)
@@ -356,8 +356,8 @@ pub async fn restore(
     location: &S3Location,
     data_dir: &Path,
     options: &RestoreOptions,
-    on_listed: &mut dyn FnMut(u64),
-    progress: &mut dyn FnMut(u64),
+    on_listed: &mut (dyn FnMut(u64) + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(RestoreReport, Follower), S3Error> {
     let journal_dir = data_dir.join("journal");
     let occupied = std::fs::read_dir(&journal_dir).is_ok_and(|mut d| d.next().is_some())
@@ -526,6 +526,61 @@ pub struct Follower {
 }
 
 impl Follower {
+    /// Resumes following `location` into `data_dir`, a data dir an earlier restore or follower
+    /// wrote (sealed segments only): its tip is the last local segment.
+    pub fn resume(
+        client: &Client,
+        location: &S3Location,
+        data_dir: &Path,
+        concurrency: usize,
+    ) -> Result<Follower, S3Error> {
+        let journal_dir = data_dir.join("journal");
+        let lock = DirLock::acquire(&journal_dir)?;
+        let journal = Journal::open_read_only(&journal_dir, JournalConfig::default())?;
+        let not_follower = || S3Error::Gap {
+            reason: format!(
+                "{} is not a follower's data dir (it has unsealed records); follow into a new \
+                 directory",
+                data_dir.display()
+            ),
+        };
+        let segments = journal.sealed_segments();
+        let tip = match segments.last() {
+            None if journal.next_offset() == 0 => Tip {
+                next_offset: 0,
+                last_hash: GENESIS_HASH,
+                last_key: format!("the start of {location}"),
+                done: false,
+            },
+            None => return Err(not_follower()),
+            Some(last) if last.last + 1 != journal.next_offset() => return Err(not_follower()),
+            Some(last) => {
+                let bytes = std::fs::read(&last.path).map_err(|e| S3Error::io(&last.path, e))?;
+                let footer =
+                    decode_footer_from_file_bytes(&bytes).map_err(|kind| S3Error::Tampered {
+                        key: last.path.display().to_string(),
+                        offset: last.first,
+                        reason: format!("local segment footer: {kind}"),
+                    })?;
+                Tip {
+                    next_offset: last.last + 1,
+                    last_hash: footer.last_hash,
+                    last_key: layout::segment_key(location, last.first, last.last),
+                    done: false,
+                }
+            }
+        };
+        Ok(Follower {
+            client: client.clone(),
+            location: location.clone(),
+            data_dir: data_dir.to_path_buf(),
+            tip,
+            concurrency,
+            followable: true,
+            _lock: lock,
+        })
+    }
+
     /// One past the last applied offset.
     pub fn next_offset(&self) -> u64 {
         self.tip.next_offset

@@ -38,6 +38,12 @@ pub async fn post_events(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    if state.recorder.is_replica() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this server is a read-only replica (serve --follow); record on the primary",
+        ));
+    }
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
