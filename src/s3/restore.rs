@@ -235,6 +235,20 @@ fn verify_object(
     })
 }
 
+/// Downloads one segment object and verifies it on its own (BLAKE3 metadata, footer against
+/// its key, every block and record): its footer and bytes, ready for
+/// [`crate::journal::segment::decode_segment`]. The caller checks that consecutive objects chain
+/// (`footer.prev_hash` equals the previous `footer.last_hash`). For readers that stream a
+/// prefix without restoring it (`logbook-replay ... s3://...`).
+pub async fn download_segment(
+    client: &Client,
+    location: &S3Location,
+    listed: &Listed,
+) -> Result<(Footer, Vec<u8>), S3Error> {
+    let fetched = fetch(client, location, listed.clone(), Until::End).await?;
+    Ok((fetched.footer, fetched.bytes))
+}
+
 /// Writes `bytes` to `dir/name` through a temporary file, fsynced, then renamed.
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), S3Error> {
     use std::io::Write;
