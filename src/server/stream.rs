@@ -25,7 +25,8 @@
 //!   is served from disk. What a connection holds is the subscription's reader buffer and the
 //!   WebSocket write buffer ([`WRITE_BUFFER`] plus one frame); nothing grows with its lag.
 //! - **Appends never wait.** The writer is never told about a connection; connections only read.
-//! - **Bounded stall.** Every write must make progress within the stall limit.
+//! - **Bounded stall.** Every write must make progress within the stall limit; a connection
+//!   that cannot even take its close frame is dropped [`CLOSE_WAIT`] later (reader aborted).
 //! - **Clean stop.** [`Streams::shut_down`] makes every connection send 1001 and end;
 //!   [`Streams::wait_closed`] waits (bounded) until they have.
 
@@ -215,8 +216,14 @@ async fn run(
         // Sends tungstenite's queued reply to the client's close, if any.
         let _ = tokio::time::timeout(CLOSE_WAIT, sink.flush()).await;
     }
-    // Give the client a moment to answer the close, then drop the socket.
-    let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
+    // Give the client a moment to answer the close, then drop the socket: the reader task holds
+    // its other half, so it is aborted (a stalled client that never reads again would otherwise
+    // keep the connection, and its buffers, forever).
+    let mut reader = reader;
+    if tokio::time::timeout(CLOSE_WAIT, &mut reader).await.is_err() {
+        reader.abort();
+    }
+    drop(sink);
 }
 
 /// Reads client frames: answers nothing itself (tungstenite replies to pings and closes),

@@ -117,3 +117,63 @@ impl Server {
         body["next_offset"].as_u64().expect("next_offset")
     }
 }
+
+/// Starts `logbook --data DATA serve --listen ADDR EXTRA..` on a fixed address (e.g. the one of
+/// a server just killed, to restart it on the same port) and waits until healthy. A start that
+/// fails (port still busy, data dir still locked) is retried for a bounded time.
+pub fn start_on(data: &Path, addr: &str, extra: &[&str]) -> Server {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", addr])
+            .args(extra)
+            .env_remove("LOGBOOK_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("logbook serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("reads the first line");
+        let Some(url) = line.trim().strip_prefix("listening on ") else {
+            // It could not start (and closed stdout): say why, then retry until the deadline.
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut why = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut why);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve --listen {addr} did not start: {line:?} {why}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        // Drain stderr (a full pipe would block the server; a closed one could fail it).
+        if let Some(mut err) = child.stderr.take() {
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        }
+        let url = url.to_string();
+        let token = extra
+            .iter()
+            .position(|a| *a == "--token")
+            .and_then(|i| extra.get(i + 1))
+            .map(|t| t.to_string());
+        let server = Server {
+            child,
+            addr: url.trim_start_matches("http://").to_string(),
+            url,
+            token,
+        };
+        while server.get("/v1/health").0 != 200 {
+            assert!(Instant::now() < deadline, "serve did not become healthy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return server;
+    }
+}
