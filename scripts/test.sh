@@ -8,7 +8,7 @@ echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== python venv: tools/verify_journal.py (tests/independent_verifier.rs), moto_server (tests/eventbridge.rs)"
+echo "== python venv: tools/verify_journal.py (tests/independent_verifier.rs), moto_server (tests/eventbridge.rs, tests/s3.rs)"
 # Idempotent: creates .venv once, and reinstalls only when tools/requirements.txt changed since
 # the last successful install (a copy of it is kept in the venv as the stamp).
 if [ ! -x .venv/bin/python ]; then
@@ -22,6 +22,15 @@ fi
 if ! cmp -s tools/requirements-moto.txt .venv/requirements-moto.installed; then
     .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements-moto.txt
     cp tools/requirements-moto.txt .venv/requirements-moto.installed
+fi
+
+echo "== headless Chromium for tests/dashboard.rs (Debian packages chromium, chromium-driver)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        chromium chromium-driver >/dev/null
 fi
 
 echo "== tests"

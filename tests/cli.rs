@@ -281,7 +281,18 @@ fn second_writer_process_is_refused_naming_the_holder() {
 #[test]
 fn demo_runs_an_upgrade_and_a_failed_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = logbook(tmp.path(), &["demo", "--speed", "200", "--exit"], "");
+    let out = logbook(
+        tmp.path(),
+        &[
+            "demo",
+            "--speed",
+            "200",
+            "--exit",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
@@ -301,6 +312,8 @@ fn demo_runs_an_upgrade_and_a_failed_one() {
             "--fail-at",
             "validation",
             "--exit",
+            "--listen",
+            "127.0.0.1:0",
         ],
         "",
     );
@@ -311,6 +324,12 @@ fn demo_runs_an_upgrade_and_a_failed_one() {
     assert_eq!(failed.last().unwrap()["type"], "upgrade.failed");
     let rollback = events(tmp.path(), &["--types", "task.completed"]);
     assert!(rollback.iter().any(|e| e["task_id"] == "rollback"));
+    // Artifacts of both runs: phase logs, configuration snapshots, the failed test report.
+    let added = events(tmp.path(), &["--types", "artifact.added"]);
+    assert!(added.len() >= 15, "{}", added.len());
+    assert!(added.iter().any(|e| e["file_name"] == "test-report.json"
+        && e["tags"].as_array().unwrap().iter().any(|t| t == "failed")));
+    assert!(added.iter().any(|e| e["file_name"] == "rollback.log"));
 
     let out = logbook(tmp.path(), &["demo", "--fail-at", "lunch"], "");
     assert_eq!(out.status.code(), Some(2));

@@ -943,3 +943,65 @@ fn serve_follow_is_a_read_only_replica() {
     let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
     assert_eq!(events(a.path()), events(replica.path()));
 }
+
+/// `demo --s3 --eventbridge-bus`: the main job ships everything and notifies, then a restore
+/// elsewhere holds exactly the demo's journal.
+#[test]
+fn demo_ships_and_notifies() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let rt = runtime();
+    let sdk = create_bucket(&rt, &endpoint);
+    rt.block_on(
+        aws_sdk_eventbridge::Client::new(&sdk)
+            .create_event_bus()
+            .name("demo-bus")
+            .send(),
+    )
+    .unwrap();
+    let url = format!("s3://{BUCKET}/demo");
+    let a = tempfile::tempdir().unwrap();
+    let out = ok(logbook(
+        a.path(),
+        &endpoint,
+        &[
+            "demo",
+            "--speed",
+            "100",
+            "--exit",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3",
+            &url,
+            "--eventbridge-bus",
+            "demo-bus",
+        ],
+    ));
+    assert!(out.contains("verify: ok"), "{out}");
+    let lifecycle = ok(logbook(
+        a.path(),
+        &endpoint,
+        &["events", "--from", "0", "--types", "upgrade.*"],
+    ))
+    .lines()
+    .count();
+    assert!(
+        out.contains(&format!("eventbridge: {lifecycle} lifecycle events sent")),
+        "{out}"
+    );
+    assert!(out.contains("s3: offsets below"), "{out}");
+    let b = tempfile::tempdir().unwrap();
+    ok(logbook(
+        b.path(),
+        &endpoint,
+        &["restore", "--from", &url, "--with-artifacts"],
+    ));
+    let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
+    assert_eq!(events(a.path()), events(b.path()));
+    let uploaded = ok(logbook(
+        b.path(),
+        &endpoint,
+        &["--json", "artifacts", "search", "--status", "uploaded"],
+    ));
+    assert!(uploaded.contains("test-report.json"), "{uploaded}");
+}

@@ -1,18 +1,27 @@
-//! `logbook demo`: the main job. Simulates an EKS blue/green upgrade (phases, tasks with
-//! subtasks, progress updates, an optional failure with rollback) and records every change in
-//! the journal, showing progress bars; then verifies the journal and prints what to try next.
+//! `logbook demo`: the main job. Simulates an EKS blue/green upgrade through the embedded API
+//! (phases, tasks with subtasks, progress updates, artifacts: generated logs, configuration
+//! snapshots, metrics and a JSON test report in a session with collections; `--fail-at PHASE`
+//! fails a check and runs a rollback), showing progress bars while the dashboard is served at
+//! `--listen` (default http://127.0.0.1:8765). At the end it verifies the journal, prints where
+//! it is and what to try next, and keeps serving the dashboard until Ctrl-C unless `--exit`.
+//! `--s3 URL` ships segments and uploads artifacts (everything, sealed, before it reports);
+//! `--eventbridge-bus NAME` sends the lifecycle events (all of them, before it reports).
 //! Events follow the event contract of DESIGN.md §3.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use logbook::event::ProgressStatus;
+use logbook::artifacts::{ArtifactStore, NewArtifact};
+use logbook::event::{ArtifactType, ProgressStatus};
 use logbook::journal::verify_dir;
 use logbook::recorder::{Recorder, parse_event};
+use logbook::server::{self, AppState};
 use serde_json::{Value, json};
 
-use super::{BadInput, Cli};
+use super::{BadInput, Cli, background};
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -24,9 +33,19 @@ pub struct Args {
     /// provision-green, traffic-shift, validation, decommission-blue, cleanup.
     #[arg(long, value_name = "PHASE")]
     fail_at: Option<String>,
-    /// Exit when the run is done (the default until the dashboard server exists).
+    /// Exit when the run is done instead of serving the dashboard until Ctrl-C.
     #[arg(long)]
     exit: bool,
+    /// Where to serve the dashboard (loopback; 127.0.0.1:0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    listen: std::net::SocketAddr,
+    /// Ship segments and upload artifacts to s3://bucket/prefix (AWS settings from the
+    /// standard chain: AWS_REGION, AWS_ENDPOINT_URL, credentials).
+    #[arg(long, value_name = "URL", value_parser = super::aws::parse_location)]
+    s3: Option<logbook::s3::S3Location>,
+    /// Send lifecycle events to this EventBridge bus.
+    #[arg(long, value_name = "NAME")]
+    eventbridge_bus: Option<String>,
 }
 
 /// One phase of the plan: its slug, display name and tasks (id, name, type, seconds, subtasks).
@@ -180,11 +199,17 @@ fn plan() -> Vec<Phase> {
 
 struct Run<'a> {
     recorder: &'a Recorder,
+    store: ArtifactStore,
+    /// Where generated files are written before the store copies them in.
+    scratch: PathBuf,
     upgrade_id: String,
+    session_id: String,
     speed: f64,
     bars: MultiProgress,
     overall: ProgressBar,
     events: u64,
+    /// Log lines of the current phase (becomes the phase's log artifact).
+    log: Vec<String>,
 }
 
 impl Run<'_> {
@@ -208,6 +233,41 @@ impl Run<'_> {
         std::thread::sleep(Duration::from_secs_f64(seconds / self.speed));
     }
 
+    fn note(&mut self, line: String) {
+        let ts = logbook::timestamp::format_us(logbook::timestamp::now_us());
+        self.log.push(format!("{ts} {line}"));
+    }
+
+    /// Writes `content` to a file and adds it to the store as an artifact of `task`.
+    fn artifact(
+        &mut self,
+        collection: &str,
+        file_name: &str,
+        artifact_type: ArtifactType,
+        tags: &[&str],
+        task: &str,
+        content: &str,
+    ) -> anyhow::Result<()> {
+        let source = self.scratch.join(file_name);
+        std::fs::write(&source, content)?;
+        let artifact_id = format!("{}-{}", self.upgrade_id, file_name.replace('.', "-"));
+        self.store.add_artifact(&NewArtifact {
+            session_id: self.session_id.clone(),
+            collection_id: collection.into(),
+            artifact_id,
+            source: source.clone(),
+            file_name: None,
+            artifact_type,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            task_id: Some(task.into()),
+            description: None,
+            expires_at: None,
+        })?;
+        self.events += 1;
+        std::fs::remove_file(&source)?;
+        Ok(())
+    }
+
     fn add(&mut self, t: &Task, parent: Option<&str>) -> anyhow::Result<()> {
         let mut event = json!({"type": "task.added", "task_id": t.id, "name": t.name, "task_type": t.task_type});
         if let (Some(parent), Some(map)) = (parent, event.as_object_mut()) {
@@ -223,6 +283,7 @@ impl Run<'_> {
     /// Runs a task (subtasks first, in order); returns false if it failed.
     fn run_task(&mut self, t: &Task, fail: bool) -> anyhow::Result<bool> {
         self.record(json!({"type": "task.started", "task_id": t.id}))?;
+        self.note(format!("[{}] started: {}", t.id, t.name));
         let bar = self
             .bars
             .insert_before(&self.overall, ProgressBar::new(100));
@@ -239,35 +300,143 @@ impl Run<'_> {
             if let Some(sub) = t.subtasks.get(i) {
                 let last = i + 1 == t.subtasks.len();
                 if !self.run_task(sub, fail && last)? {
-                    self.record(json!({"type": "task.failed", "task_id": t.id,
-                        "error": format!("subtask {} failed", sub.id)}))?;
+                    let error = format!("subtask {} failed", sub.id);
+                    self.note(format!("[{}] FAILED: {error}", t.id));
+                    self.record(json!({"type": "task.failed", "task_id": t.id, "error": error}))?;
                     bar.abandon_with_message(format!("{} — FAILED", t.name));
                     return Ok(false);
                 }
             } else {
                 self.sleep(t.seconds / steps as f64);
                 if fail && i + 2 == steps {
-                    self.record(json!({"type": "task.failed", "task_id": t.id,
-                        "error": "p99 latency 2.4 s exceeds the 500 ms SLO on green"}))?;
+                    let error = "p99 latency 2.4 s exceeds the 500 ms SLO on green";
+                    self.note(format!("[{}] FAILED: {error}", t.id));
+                    self.record(json!({"type": "task.failed", "task_id": t.id, "error": error}))?;
                     bar.abandon_with_message(format!("{} — FAILED", t.name));
                     return Ok(false);
                 }
             }
             let pct = ((i + 1) * 100 / steps) as f64;
             if pct < 100.0 {
+                let message = format!("{} ({}/{})", t.name, i + 1, steps);
+                self.note(format!("[{}] {pct:.0}% {message}", t.id));
                 self.record(
                     json!({"type": "task.progress", "task_id": t.id, "percentage": pct,
-                    "message": format!("{} ({}/{})", t.name, i + 1, steps)}),
+                    "message": message}),
                 )?;
             }
             bar.set_position(pct as u64);
         }
+        self.note(format!("[{}] completed", t.id));
         self.record(
             json!({"type": "task.completed", "task_id": t.id, "message": "done",
             "metrics": {"duration_s": t.seconds}}),
         )?;
         bar.finish_and_clear();
         Ok(true)
+    }
+
+    /// The artifacts a phase leaves behind: its log, plus a configuration snapshot, metrics or
+    /// the test report depending on the phase.
+    fn phase_artifacts(&mut self, phase: &Phase, failed: bool) -> anyhow::Result<()> {
+        let task = phase
+            .tasks
+            .first()
+            .map_or("", |t| t.id.as_str())
+            .to_string();
+        let log = std::mem::take(&mut self.log).join("\n") + "\n";
+        let log_name = format!("{}.log", phase.slug);
+        self.artifact(
+            "logs",
+            &log_name,
+            ArtifactType::LogFile,
+            &[phase.slug, "eks"],
+            &task,
+            &log,
+        )?;
+        match phase.slug {
+            "initialization" => {
+                let blue = json!({"cluster": "prod-eks-blue", "version": "1.29",
+                    "node_groups": [{"name": "ng-general", "instance_type": "m6i.xlarge", "desired": 6},
+                                    {"name": "ng-batch", "instance_type": "c6i.2xlarge", "desired": 3}],
+                    "addons": {"vpc-cni": "v1.16.0", "coredns": "v1.10.1", "kube-proxy": "v1.29.0"}});
+                self.artifact(
+                    "config",
+                    "blue-cluster.json",
+                    ArtifactType::Configuration,
+                    &["snapshot", "blue", "before"],
+                    &task,
+                    &serde_json::to_string_pretty(&blue)?,
+                )?;
+            }
+            "planning" => {
+                let plan = json!({"plan_id": "plan-eks-1.30", "from": "1.29", "to": "1.30",
+                    "strategy": "blue/green", "traffic_steps": [10, 25, 50, 75, 100],
+                    "deprecated_apis": [], "addons_to_upgrade": ["vpc-cni", "coredns", "kube-proxy"]});
+                self.artifact(
+                    "config",
+                    "upgrade-plan.json",
+                    ArtifactType::Configuration,
+                    &["plan"],
+                    &task,
+                    &serde_json::to_string_pretty(&plan)?,
+                )?;
+            }
+            "traffic-shift" => {
+                let mut csv = String::from("traffic_pct,p50_ms,p99_ms,error_rate\n");
+                for (i, pct) in [10, 25, 50, 75, 100].iter().enumerate() {
+                    csv.push_str(&format!(
+                        "{pct},{},{},{:.4}\n",
+                        38 + i,
+                        120 + 9 * i,
+                        0.0004 * (i + 1) as f64
+                    ));
+                }
+                self.artifact(
+                    "reports",
+                    "traffic-metrics.csv",
+                    ArtifactType::MetricsData,
+                    &["metrics", "green"],
+                    &task,
+                    &csv,
+                )?;
+            }
+            "validation" => {
+                let slo = if failed { "failed" } else { "passed" };
+                let report = json!({"suite": "green-validation", "cluster": "prod-eks-green",
+                    "summary": {"tests": 4, "passed": if failed { 3 } else { 4 }, "failed": usize::from(failed)},
+                    "tests": [
+                        {"name": "pods ready", "status": "passed", "seconds": 3.1},
+                        {"name": "ingress 200s", "status": "passed", "seconds": 1.4},
+                        {"name": "dns resolution", "status": "passed", "seconds": 0.6},
+                        {"name": "p99 latency under 500 ms", "status": slo, "seconds": 30.0,
+                         "detail": if failed { "p99 2.4 s" } else { "p99 212 ms" }}]});
+                self.artifact(
+                    "reports",
+                    "test-report.json",
+                    ArtifactType::TestResult,
+                    &["tests", "green", slo],
+                    &task,
+                    &serde_json::to_string_pretty(&report)?,
+                )?;
+            }
+            "cleanup" => {
+                let green = json!({"cluster": "prod-eks-green", "version": "1.30",
+                    "node_groups": [{"name": "ng-general", "instance_type": "m7i.xlarge", "desired": 6},
+                                    {"name": "ng-batch", "instance_type": "c7i.2xlarge", "desired": 3}],
+                    "addons": {"vpc-cni": "v1.18.1", "coredns": "v1.11.1", "kube-proxy": "v1.30.0"}});
+                self.artifact(
+                    "config",
+                    "green-cluster.json",
+                    ArtifactType::Configuration,
+                    &["snapshot", "green", "after"],
+                    &task,
+                    &serde_json::to_string_pretty(&green)?,
+                )?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -290,34 +459,238 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
+    server::check_listen(args.listen, None).map_err(|e| BadInput(e.to_string()))?;
     let dir = cli.journal_dir();
-    let recorder = Recorder::open(&dir, cli.journal_config()?)?;
+    let config = cli.journal_config()?;
+    let max_record_bytes = config.max_record_bytes;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = runtime
+        .block_on(server::bind(args.listen, None))
+        .map_err(|e| {
+            BadInput(format!(
+                "{e}: is another demo or serve running? `--listen 127.0.0.1:0` picks a free port"
+            ))
+        })?;
+    let addr = listener.local_addr()?;
+    let recorder = Arc::new(Recorder::open(&dir, config)?);
+    let state = Arc::new(AppState::new(
+        recorder.clone(),
+        None,
+        max_record_bytes,
+        cli.data.clone(),
+    ));
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = runtime.spawn(server::serve(listener, state.clone(), async move {
+        let _ = server_stopped.await;
+    }));
+    println!("dashboard: http://{addr}/");
+    let shipper = match &args.s3 {
+        Some(location) => Some(background::start_shipper(
+            &runtime,
+            &cli.data,
+            &recorder,
+            location,
+            Duration::from_secs(10),
+        )?),
+        None => None,
+    };
+    let eventbridge = match &args.eventbridge_bus {
+        Some(bus) => Some(background::start_eventbridge(
+            &runtime,
+            &cli.data,
+            &recorder,
+            &background::EventBridgeArgs {
+                bus,
+                source: "logbook",
+                types: logbook::eventbridge::consumer::DEFAULT_TYPES,
+            },
+        )?),
+        None => None,
+    };
+
+    let simulated = simulate(cli, args, &recorder, &phases);
+    let outcome = match simulated {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let _ = stop_server.send(());
+            return Err(error);
+        }
+    };
+    state.catch_up_projection();
+    let end_offset = recorder.journal().next_offset();
+
+    let mut shipped = None;
+    if let (Some(task), Some(location)) = (shipper, &args.s3) {
+        task.stop(&runtime);
+        shipped = Some(ship_everything(cli, &runtime, &recorder, location)?);
+        state.catch_up_projection();
+    }
+    let mut notified = None;
+    if let Some((task, metrics)) = eventbridge {
+        let sent = runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while metrics.committed.load(std::sync::atomic::Ordering::Relaxed) < end_offset
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            metrics.sent.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        task.stop(&runtime);
+        notified = Some(sent);
+    }
+
+    let report = verify_dir(
+        &dir,
+        logbook::journal::record::PAYLOAD_BYTES_MAX,
+        &mut |_| {},
+    )?;
+    let data = cli.data.display();
+    println!();
+    match &outcome.failed {
+        Some((phase, _)) => println!(
+            "upgrade {} FAILED in {phase} and was rolled back",
+            outcome.upgrade_id
+        ),
+        None => println!("upgrade {} completed", outcome.upgrade_id),
+    }
+    if let Some(view) = recorder.upgrade(&outcome.upgrade_id) {
+        let done = view
+            .tasks
+            .iter()
+            .filter(|t| t.status == ProgressStatus::Completed)
+            .count();
+        println!(
+            "status {}, {:.0}% overall, {done}/{} tasks completed, phase {}",
+            view.status.as_str(),
+            view.percentage,
+            view.tasks.len(),
+            view.phase
+        );
+    }
+    println!(
+        "recorded {} events at offsets {}..{} in {}",
+        outcome.events,
+        outcome.start_offset,
+        end_offset.saturating_sub(1),
+        dir.display()
+    );
+    println!(
+        "artifacts: {} files in {}/artifacts/{}",
+        outcome.artifacts, data, outcome.session_id
+    );
+    match &report.damage {
+        None => println!("verify: ok ({} records, chain intact)", report.records),
+        Some(d) => println!("verify: DAMAGED at offset {}: {}", d.offset, d.kind),
+    }
+    if let (Some(next), Some(location)) = (shipped, &args.s3) {
+        println!("s3: offsets below {next} shipped to {location}, artifacts uploaded");
+    }
+    if let (Some(sent), Some(bus)) = (notified, &args.eventbridge_bus) {
+        println!("eventbridge: {sent} lifecycle events sent to bus {bus}");
+    }
+    let upgrade = &outcome.upgrade_id;
+    println!("\nnext:");
+    println!("  cargo run --release -- --data {data} show upgrade {upgrade}");
+    println!(
+        "  cargo run --release -- --data {data} tail ws://{addr} --from 0    # while the dashboard runs"
+    );
+    println!("  cargo run --release -p logbook-replay -- timeline {data}");
+    println!("  cargo run --release -p logbook-replay -- tasks {data}");
+    println!("  cargo run --release -p logbook-replay -- verify {data}");
+    if !args.exit {
+        println!("\ndashboard: http://{addr}/ (Ctrl-C to stop)");
+        runtime.block_on(super::serve::shutdown_signal());
+    }
+    let _ = stop_server.send(());
+    if let Ok(Err(error)) = runtime.block_on(served) {
+        tracing::warn!(%error, "dashboard server");
+    }
+    drop(runtime);
+    state.catch_up_projection();
+    drop(state);
+    match Arc::try_unwrap(recorder) {
+        Ok(recorder) => recorder.close()?,
+        Err(_) => tracing::warn!("recorder still shared at exit; closing it on drop"),
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// What a simulated run did.
+struct Outcome {
+    upgrade_id: String,
+    session_id: String,
+    start_offset: u64,
+    events: u64,
+    artifacts: u64,
+    /// The phase and task that failed, if one did.
+    failed: Option<(&'static str, String)>,
+}
+
+/// Runs the plan through the recorder and the artifact store.
+fn simulate(
+    cli: &Cli,
+    args: &Args,
+    recorder: &Arc<Recorder>,
+    phases: &[Phase],
+) -> anyhow::Result<Outcome> {
     let start_offset = recorder.journal().next_offset();
     let upgrade_id = format!("upgrade-{}", logbook::timestamp::now_us());
+    let session_id = format!("session-{}", logbook::timestamp::now_us());
+    let scratch = cli.data.join("demo-scratch");
+    std::fs::create_dir_all(&scratch)?;
     let bars = MultiProgress::new();
     let overall = bars.add(ProgressBar::new(phases.len() as u64));
     overall.set_style(ProgressStyle::with_template(
         "{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} phases",
     )?);
     let mut run = Run {
-        recorder: &recorder,
+        recorder,
+        store: ArtifactStore::new(recorder.clone(), cli.data.join("artifacts")),
+        scratch: scratch.clone(),
         upgrade_id: upgrade_id.clone(),
+        session_id: session_id.clone(),
         speed: args.speed,
         bars,
         overall,
         events: 0,
+        log: Vec::new(),
     };
     run.record(
         json!({"type": "upgrade.started", "plan_id": "plan-eks-1.30", "cluster_name": "prod-eks",
         "phase": phases.first().map_or("", |p| p.name),
         "metadata": {"strategy": "blue/green", "from_version": "1.29", "to_version": "1.30"}}),
     )?;
-    for phase in &phases {
+    for phase in phases {
         for t in &phase.tasks {
             run.add(t, None)?;
         }
     }
+    run.store
+        .create_session(&session_id, &upgrade_id, "prod-eks")?;
+    run.store
+        .create_collection(&session_id, "logs", "Phase logs", None)?;
+    run.store.create_collection(
+        &session_id,
+        "config",
+        "Configuration snapshots",
+        Some("plan"),
+    )?;
+    run.store.create_collection(
+        &session_id,
+        "reports",
+        "Test reports and metrics",
+        Some("validate"),
+    )?;
+    run.events += 4;
     let mut failed = None;
+    let mut artifacts = 0;
     for (i, phase) in phases.iter().enumerate() {
         run.overall.set_prefix(phase.name);
         if i > 0 {
@@ -330,6 +703,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 break;
             }
         }
+        let before = run.events;
+        run.phase_artifacts(phase, failed.is_some())?;
+        artifacts += run.events - before;
         if failed.is_some() {
             break;
         }
@@ -345,6 +721,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         );
         run.add(&rollback, None)?;
         run.run_task(&rollback, false)?;
+        let log = std::mem::take(&mut run.log).join("\n") + "\n";
+        run.artifact(
+            "logs",
+            "rollback.log",
+            ArtifactType::Diagnostic,
+            &["rollback", "failure"],
+            "rollback",
+            &log,
+        )?;
+        artifacts += 1;
         run.record(json!({"type": "upgrade.failed", "error": format!("{phase} failed ({task_id}); rolled back to blue")}))?;
         run.overall.abandon_with_message("failed");
     } else {
@@ -353,54 +739,26 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         )?;
         run.overall.finish();
     }
-    let events = run.events;
-    let end_offset = recorder.journal().next_offset();
-    let view = recorder.upgrade(&upgrade_id);
-    super::sync_projection(cli, recorder.journal())?;
-    recorder.close()?;
-    let report = verify_dir(
-        &dir,
-        logbook::journal::record::PAYLOAD_BYTES_MAX,
-        &mut |_| {},
-    )?;
-    let data = cli.data.display();
-    println!();
-    match &failed {
-        Some((phase, _)) => println!("upgrade {upgrade_id} FAILED in {phase} and was rolled back"),
-        None => println!("upgrade {upgrade_id} completed"),
-    }
-    if let Some(view) = view {
-        let done = view
-            .tasks
-            .iter()
-            .filter(|t| t.status == ProgressStatus::Completed)
-            .count();
-        println!(
-            "status {}, {:.0}% overall, {done}/{} tasks completed, phase {}",
-            view.status.as_str(),
-            view.percentage,
-            view.tasks.len(),
-            view.phase
-        );
-    }
-    println!(
-        "recorded {events} events at offsets {start_offset}..{} in {}",
-        end_offset.saturating_sub(1),
-        dir.display()
-    );
-    match &report.damage {
-        None => println!("verify: ok ({} records, chain intact)", report.records),
-        Some(d) => println!("verify: DAMAGED at offset {}: {}", d.offset, d.kind),
-    }
-    println!("\nnext:");
-    println!(
-        "  cargo run --release -- --data {data} events --from {start_offset} --types 'upgrade.*,task.failed'"
-    );
-    println!("  cargo run --release -- --data {data} verify");
-    println!("  cargo run --release -p logbook-replay -- verify {data}");
-    Ok(if report.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    let _ = std::fs::remove_dir(&scratch);
+    Ok(Outcome {
+        upgrade_id,
+        session_id,
+        start_offset,
+        events: run.events,
+        artifacts,
+        failed,
     })
+}
+
+/// Ships everything (artifacts, then every segment after sealing the active one); the shipped
+/// end.
+fn ship_everything(
+    cli: &Cli,
+    runtime: &tokio::runtime::Runtime,
+    recorder: &Arc<Recorder>,
+    location: &logbook::s3::S3Location,
+) -> anyhow::Result<u64> {
+    let mut shipper = background::open_shipper(runtime, &cli.data, recorder, location)?;
+    let report = runtime.block_on(shipper.ship_all(Duration::from_secs(120), &mut |_| {}))?;
+    Ok(report.next_offset)
 }

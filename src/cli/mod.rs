@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod aws;
+mod background;
 mod demo;
 mod events;
 mod rebuild;

@@ -12,12 +12,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use logbook::eventbridge::{EventBridgeConfig, EventBridgeConsumer};
 use logbook::recorder::Recorder;
 use logbook::server::{self, AppState, ServeError};
-use logbook::type_filter::TypeFilter;
 
-use super::{BadInput, Cli};
+use super::{BadInput, Cli, background};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -105,70 +103,30 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     ));
     let state = Arc::new(state);
     let following = follower.map(|follower| {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = runtime.spawn(follow(follower, state.clone(), args.poll_interval, stopped));
-        (stop, task)
+        let (state, interval) = (state.clone(), args.poll_interval);
+        background::Task::spawn(&runtime, "follower", move |stopped| {
+            follow(follower, state, interval, stopped)
+        })
     });
     let eventbridge = match &args.eventbridge_bus {
         Some(bus) => {
-            let mut eb = EventBridgeConfig::new(bus.clone());
-            eb.source = args.eventbridge_source.clone();
-            eb.detail_types = TypeFilter::parse(&args.eventbridge_types).map_err(BadInput)?;
-            let sdk = runtime.block_on(logbook::eventbridge::load_sdk_config());
-            if sdk.region().is_none() {
-                return Err(BadInput(
-                    "--eventbridge-bus needs an AWS region (AWS_REGION or a profile)".into(),
-                )
-                .into());
-            }
-            let consumer = EventBridgeConsumer::open(&cli.data, recorder.journal(), eb, &sdk)?
-                .with_notes(recorder.clone());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = runtime.spawn(async move {
-                let result = consumer
-                    .run(async move {
-                        let _ = stopped.await;
-                    })
-                    .await;
-                if let Err(error) = &result {
-                    tracing::error!(%error, "eventbridge consumer stopped");
-                }
-                result
-            });
-            Some((stop, task))
+            let eb = background::EventBridgeArgs {
+                bus,
+                source: &args.eventbridge_source,
+                types: &args.eventbridge_types,
+            };
+            Some(background::start_eventbridge(&runtime, &cli.data, &recorder, &eb)?.0)
         }
         None => None,
     };
     let shipper = match &args.s3 {
-        Some(location) => {
-            let sdk = super::aws::sdk_config(&runtime, "--s3")?;
-            let shipper = runtime
-                .block_on(logbook::s3::Shipper::open(
-                    &cli.data,
-                    recorder.clone(),
-                    logbook::s3::client(&sdk),
-                    location.clone(),
-                    logbook::s3::UploadConfig::default(),
-                ))
-                .map_err(|e| match e.is_bad_input() {
-                    true => anyhow::Error::from(BadInput(e.to_string())),
-                    false => e.into(),
-                })?;
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let interval = args.ship_interval;
-            let task = runtime.spawn(async move {
-                let result = shipper
-                    .run(interval, async move {
-                        let _ = stopped.await;
-                    })
-                    .await;
-                if let Err(error) = &result {
-                    tracing::error!(%error, "shipper stopped");
-                }
-                result
-            });
-            Some((stop, task))
-        }
+        Some(location) => Some(background::start_shipper(
+            &runtime,
+            &cli.data,
+            &recorder,
+            location,
+            args.ship_interval,
+        )?),
         None => None,
     };
     let served = runtime.block_on(async {
@@ -185,25 +143,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .await
             .map_err(bad)
     });
-    // Stop the EventBridge consumer (its checkpoint stays at the last accepted entry).
-    if let Some((stop, task)) = eventbridge {
-        let _ = stop.send(());
-        match runtime.block_on(task) {
-            Ok(_) => {}
-            Err(error) => tracing::error!(%error, "eventbridge consumer panicked"),
-        }
-    }
-    if let Some((stop, task)) = following {
-        let _ = stop.send(());
-        if let Err(error) = runtime.block_on(task) {
-            tracing::error!(%error, "follower panicked");
-        }
-    }
-    if let Some((stop, task)) = shipper {
-        let _ = stop.send(());
-        if let Err(error) = runtime.block_on(task) {
-            tracing::error!(%error, "shipper panicked");
-        }
+    // Stop the background tasks (the EventBridge checkpoint stays at the last accepted entry).
+    for task in [eventbridge, following, shipper].into_iter().flatten() {
+        task.stop(&runtime);
     }
     // Whatever happened, leave the projection current and the journal closed cleanly (the
     // runtime is gone first: no request can still be recording).
@@ -280,7 +222,7 @@ async fn follow(
     state: Arc<AppState>,
     interval: std::time::Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
+) -> Result<(), logbook::s3::S3Error> {
     loop {
         match follower.poll().await {
             Ok(0) => {}
@@ -301,13 +243,10 @@ async fn follow(
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, "follow: poll failed; will retry");
             }
-            Err(error) => {
-                tracing::error!(%error, "follow: stopped");
-                return;
-            }
+            Err(error) => return Err(error),
         }
         tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => return Ok(()),
             () = tokio::time::sleep(interval) => {}
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use logbook::recorder::Recorder;
-use logbook::s3::{S3Location, Shipper, UploadConfig};
+use logbook::s3::{S3Location, ShipProgress, Shipper, UploadConfig};
 
 use super::aws::{parse_duration, parse_location, sdk_config};
 use super::{BadInput, Cli};
@@ -96,44 +96,31 @@ async fn once(
     mut shipper: Shipper,
     recorder: &Arc<Recorder>,
 ) -> anyhow::Result<ExitCode> {
-    // Artifacts first, so the events recording their upload are sealed and shipped too.
-    let mut report = logbook::s3::ShipReport::default();
-    if !args.no_artifacts {
-        shipper.upload_pending(&mut report).await?;
-    }
-    if !args.no_seal {
-        let journal_recorder = recorder.clone();
-        let sealed = tokio::task::spawn_blocking(move || {
-            journal_recorder
-                .journal()
-                .seal_now(Duration::from_secs(120))
-        })
-        .await??;
-        if !sealed {
-            eprintln!(
-                "warning: the active segment did not seal within 120 s; shipping what is sealed"
-            );
-        }
-    }
-    let pending = shipper.pending();
-    let total: u64 = pending.iter().map(|(_, len)| len).sum();
-    let bar = if cli.json || pending.len() < 2 {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
+    let bar = ProgressBar::hidden();
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
     )?);
-    let (mut segments, mut bytes) = (0u64, 0u64);
-    for (segment, _) in &pending {
-        bar.set_message(format!("{}..={}", segment.first, segment.last));
-        let shipped = shipper.ship_segment(segment).await?;
-        segments += 1;
-        bytes += shipped;
-        bar.inc(shipped);
-    }
+    let seal = if args.no_seal {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(120)
+    };
+    let report = shipper
+        .ship_all(seal, &mut |progress| match progress {
+            ShipProgress::Backlog { segments, bytes } => {
+                if !cli.json && segments > 1 {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                bar.set_length(bytes);
+            }
+            ShipProgress::Segment { first, last, bytes } => {
+                bar.set_message(format!("{first}..={last}"));
+                bar.inc(bytes);
+            }
+        })
+        .await?;
     bar.finish_and_clear();
+    let (segments, bytes) = (report.segments, report.bytes);
     let next = recorder.journal().next_offset();
     let unshipped = next.saturating_sub(shipper.next_offset());
     if cli.json {

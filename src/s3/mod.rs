@@ -47,7 +47,7 @@ use aws_sdk_s3::Client;
 
 pub use lease::Lease;
 pub use restore::{Follower, RestoreOptions, RestoreReport, restore};
-pub use ship::{ShipReport, Shipper};
+pub use ship::{ShipProgress, ShipReport, Shipper};
 pub use upload::{ArtifactUploader, UploadConfig};
 
 /// A bucket and a key prefix: `s3://bucket/prefix` (the prefix may be empty).

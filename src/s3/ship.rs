@@ -64,6 +64,27 @@ pub struct ShipReport {
     pub artifact_failures: u64,
 }
 
+/// What [`Shipper::ship_all`] reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipProgress {
+    /// What is about to be shipped.
+    Backlog {
+        /// Segments.
+        segments: u64,
+        /// Their bytes.
+        bytes: u64,
+    },
+    /// One segment shipped.
+    Segment {
+        /// Its first offset.
+        first: u64,
+        /// Its last offset.
+        last: u64,
+        /// Its bytes.
+        bytes: u64,
+    },
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct Shipper {
@@ -300,6 +321,53 @@ impl Shipper {
         if self.upload_artifacts {
             self.upload_pending(&mut report).await?;
         }
+        Ok(report)
+    }
+
+    /// Ships everything recorded so far: uploads the pending artifacts first (so the events
+    /// recording their uploads are shipped too), seals the active segment (waiting up to
+    /// `seal_timeout`), then ships every sealed segment. `progress` hears the backlog once, then
+    /// each segment shipped. `logbook ship --once` and `demo --s3` end with this.
+    pub async fn ship_all(
+        &mut self,
+        seal_timeout: Duration,
+        progress: &mut (dyn FnMut(ShipProgress) + Send),
+    ) -> Result<ShipReport, S3Error> {
+        let mut report = ShipReport::default();
+        if self.upload_artifacts {
+            self.upload_pending(&mut report).await?;
+        }
+        if !seal_timeout.is_zero() {
+            let recorder = self.recorder.clone();
+            let sealed =
+                tokio::task::spawn_blocking(move || recorder.journal().seal_now(seal_timeout))
+                    .await
+                    .map_err(|e| {
+                        S3Error::io(self.recorder.journal().dir(), std::io::Error::other(e))
+                    })??;
+            if !sealed {
+                tracing::warn!(
+                    ?seal_timeout,
+                    "the active segment did not seal in time; shipping what is sealed"
+                );
+            }
+        }
+        let pending = self.pending();
+        progress(ShipProgress::Backlog {
+            segments: pending.len() as u64,
+            bytes: pending.iter().map(|(_, len)| len).sum(),
+        });
+        for (segment, _) in pending {
+            let bytes = self.ship_segment(&segment).await?;
+            report.segments += 1;
+            report.bytes += bytes;
+            progress(ShipProgress::Segment {
+                first: segment.first,
+                last: segment.last,
+                bytes,
+            });
+        }
+        report.next_offset = self.next_offset;
         Ok(report)
     }
 

@@ -4,8 +4,10 @@
 //! 401 JSON (with `WWW-Authenticate: Bearer`) and reaches no handler, unknown routes included.
 //! The comparison is constant-time: both sides are hashed with BLAKE3 and the digests compared
 //! with `blake3::Hash`'s constant-time equality, so timing reveals neither a prefix of the token
-//! nor its length. `GET /v1/stream` (a WebSocket, whose browser API cannot set headers) also
-//! accepts `?token=<token>`, compared the same way; no other route does.
+//! nor its length. `GET /v1/stream` (a WebSocket, whose browser API cannot set headers) and
+//! `GET /v1/artifacts/{id}/download` (a link) also accept `?token=<token>`, compared the same
+//! way; no other route does. The dashboard page `GET /` is public: it is static, carries no
+//! data, and asks for the token itself (every request it makes carries it).
 
 use std::sync::Arc;
 
@@ -28,11 +30,13 @@ pub fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
     blake3::hash(given.trim().as_bytes()) == blake3::hash(token.as_bytes())
 }
 
-/// Whether the request is for `GET /v1/stream` with `?token=<token>`: browsers cannot set
-/// headers on a WebSocket, so that route (only) also takes the token as a query parameter,
-/// compared in constant time like the header.
-pub fn stream_query_token_matches(uri: &axum::http::Uri, token: &str) -> bool {
-    if uri.path() != "/v1/stream" {
+/// Whether the request is for `GET /v1/stream` or an artifact download with `?token=<token>`:
+/// browsers cannot set headers on a WebSocket or a link, so those routes (only) also take the
+/// token as a query parameter, compared in constant time like the header.
+pub fn query_token_matches(uri: &axum::http::Uri, token: &str) -> bool {
+    let path = uri.path();
+    let download = path.starts_with("/v1/artifacts/") && path.ends_with("/download");
+    if path != "/v1/stream" && !download {
         return false;
     }
     let Ok(axum::extract::Query(params)) =
@@ -52,9 +56,11 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
+    let public = request.uri().path() == "/" && request.method() == axum::http::Method::GET;
     if let Some(token) = state.token.as_deref()
+        && !public
         && !bearer_matches(request.headers().get(header::AUTHORIZATION), token)
-        && !stream_query_token_matches(request.uri(), token)
+        && !query_token_matches(request.uri(), token)
     {
         let mut response = ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,

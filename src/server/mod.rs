@@ -6,6 +6,7 @@
 //! | [`auth`] | bearer token on every route, constant-time comparison |
 //! | [`ingest`] | `POST /v1/events`: NDJSON through the same path as `logbook record` |
 //! | [`stream`] | `GET /v1/stream`: the journal over a WebSocket, one event per text frame |
+//! | [`dashboard`] | `GET /`: the dashboard page (embedded); artifact downloads |
 //! | [`views`] | `GET /v1/health`, `/v1/upgrades[/{id}]`, `/v1/sessions/{id}`, `/v1/artifacts` |
 //! | [`error`] | [`ServeError`], and [`ApiError`]: every error is `{"error": ".."}` JSON |
 //!
@@ -22,6 +23,7 @@
 //!   finished; the caller then closes the recorder (flush and fsync).
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod stream;
@@ -117,7 +119,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/upgrades", get(views::upgrades))
         .route("/v1/upgrades/{id}", get(views::upgrade))
         .route("/v1/sessions/{id}", get(views::session))
+        .route("/", get(dashboard::page))
         .route("/v1/artifacts", get(views::artifacts))
+        .route("/v1/artifacts/{id}/download", get(dashboard::download))
         .route("/v1/stream", get(stream::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -92,7 +92,7 @@ pub async fn upgrades(
         .map(|v| {
             json!({"upgrade_id": v.upgrade_id, "cluster_name": v.cluster_name, "plan_id": v.plan_id,
                    "status": v.status, "phase": v.phase, "percentage": v.percentage,
-                   "last_offset": v.last_offset})
+                   "last_offset": v.last_offset, "started_at_us": v.started_at_us})
         })
         .collect();
     let as_of = state.next_offset().checked_sub(1);
@@ -100,7 +100,7 @@ pub async fn upgrades(
 }
 
 /// `GET /v1/upgrades/{id}[?as_of=N]`: the upgrade's view plus `as_of`, the offset of the last
-/// record the view includes.
+/// record the view includes, and `sessions`, the ids of its artifact sessions.
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -108,14 +108,20 @@ pub async fn upgrade(
 ) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     let pairs = params(query, &["as_of"])?;
-    let (view, as_of) = match as_of(&pairs)? {
-        Some(offset) => (
-            state_as_of(&app, offset).await?.upgrade_view(&id),
-            Some(offset),
-        ),
+    let (view, as_of, sessions) = match as_of(&pairs)? {
+        Some(offset) => {
+            let mut state = state_as_of(&app, offset).await?;
+            let sessions = state.sessions_of(&id);
+            (state.upgrade_view(&id), Some(offset), sessions)
+        }
         None => {
             let mut state = app.recorder.state();
-            (state.upgrade_view(&id), state.next_offset().checked_sub(1))
+            let sessions = state.sessions_of(&id);
+            (
+                state.upgrade_view(&id),
+                state.next_offset().checked_sub(1),
+                sessions,
+            )
         }
     };
     let view = view.ok_or_else(|| ApiError::not_found(unknown("upgrade", &id, &pairs)))?;
@@ -123,6 +129,7 @@ pub async fn upgrade(
         .map_err(|e| ApiError::internal(format!("cannot serialize the view: {e}")))?;
     if let Value::Object(map) = &mut body {
         map.insert("as_of".into(), json!(as_of));
+        map.insert("sessions".into(), json!(sessions));
     }
     Ok(Json(body))
 }

@@ -500,6 +500,15 @@ impl State {
         self.upgrades.keys().map(String::as_str)
     }
 
+    /// Ids of the sessions of an upgrade, sorted.
+    pub fn sessions_of(&self, upgrade_id: &str) -> Vec<String> {
+        self.sessions
+            .values()
+            .filter(|s| s.upgrade_id == upgrade_id)
+            .map(|s| s.session_id.clone())
+            .collect()
+    }
+
     /// The view of a session.
     pub fn session_view(&self, session_id: &str) -> Option<&SessionView> {
         self.sessions.get(session_id)

@@ -4,3 +4,4 @@
 pub mod moto;
 pub mod proxy;
 pub mod serve;
+pub mod webdriver;
