@@ -435,3 +435,117 @@ fn server_shutdown_closes_streams_with_1001() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Many clients reading at the live edge share the hub (one serialization per record, shown
+/// by its counters in /v1/health); a filtered one gets only its upgrade; one that stops reading
+/// while more than the hub's buffer (4096 frames) passes falls back to the journal. Every
+/// client sees exactly its dense sequence, and all are live again afterwards.
+#[test]
+fn live_clients_share_the_hub_and_a_lagging_one_falls_back_to_the_journal() {
+    const CLIENTS: usize = 12;
+    const PER_BATCH: usize = 500;
+    const BATCHES: usize = 20;
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), &[]);
+    let mut opening = start_events("u-1");
+    opening.extend(start_events("u-2"));
+    server.post(&opening);
+    let first = server.next_offset();
+    let total = (PER_BATCH * BATCHES) as u64;
+    let want: Vec<u64> = (first..first + total).collect();
+    let u2: Vec<u64> = (0..BATCHES as u64)
+        .filter(|b| b % 2 == 1)
+        .flat_map(|b| {
+            let start = first + b * PER_BATCH as u64;
+            start..start + PER_BATCH as u64
+        })
+        .collect();
+    // Readers run on their own threads while the events are posted.
+    let readers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut live = Vec::new();
+    for i in 0..=CLIENTS {
+        let query = if i == CLIENTS {
+            "from=latest&upgrade_id=u-2"
+        } else {
+            "from=latest"
+        };
+        let mut ws = readers
+            .block_on(connect(&server.ws_url(query), None))
+            .unwrap();
+        let n = if i == CLIENTS { u2.len() } else { want.len() };
+        live.push(readers.spawn(async move {
+            let events = recv_events(&mut ws, n).await;
+            (offsets(&events), ws)
+        }));
+    }
+    for b in 0..BATCHES {
+        let upgrade = if b % 2 == 0 { "u-1" } else { "u-2" };
+        server.post(&progress(upgrade, b * PER_BATCH, PER_BATCH));
+    }
+    let mut sockets = Vec::new();
+    for (i, reader) in live.into_iter().enumerate() {
+        let (got, ws) = readers.block_on(reader).unwrap();
+        assert_eq!(&got, if i == CLIENTS { &u2 } else { &want }, "client {i}");
+        sockets.push(ws);
+    }
+    // The hub serialized the records once for all (it may start a little after the first
+    // ones, which the clients then read from the journal).
+    let (_, health) = server.get("/v1/health");
+    assert!(
+        health["stream_hub"]["frames"].as_u64().unwrap() >= total / 2,
+        "{health}"
+    );
+    server.post(&progress("u-2", 10_000, 1));
+    let last = first + total;
+    for ws in &mut sockets {
+        assert_eq!(offsets(&readers.block_on(recv_events(ws, 1))), [last]);
+    }
+}
+
+/// A client at the live edge that stops reading while more than the socket buffers and the
+/// hub's 4096 frames pass (8,000 events of 4 KiB) falls back to the journal and still gets
+/// every offset, then is live again.
+#[test]
+fn a_client_lagging_behind_the_hub_falls_back_to_the_journal() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), &[]);
+    server.post(&start_events("u-1"));
+    let first = server.next_offset();
+    let rt = runtime();
+    let mut ws = rt
+        .block_on(connect(&server.ws_url("from=latest"), None))
+        .unwrap();
+    server.post(&progress("u-1", 0, 1));
+    assert_eq!(offsets(&rt.block_on(recv_events(&mut ws, 1))), [first]);
+    let pad = "x".repeat(4096);
+    for batch in 0..8 {
+        let lines: Vec<String> = (0..1000)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"task.progress","upgrade_id":"u-1","task_id":"t-1","percentage":{}.0,"message":"{batch}-{i} {pad}"}}"#,
+                    (batch * 1000 + i) % 100
+                )
+            })
+            .collect();
+        server.post(&lines);
+    }
+    let want: Vec<u64> = (first + 1..first + 8001).collect();
+    assert_eq!(
+        offsets(&rt.block_on(recv_events(&mut ws, want.len()))),
+        want
+    );
+    let (_, health) = server.get("/v1/health");
+    assert!(
+        health["stream_hub"]["fallbacks"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    server.post(&progress("u-1", 1, 1));
+    assert_eq!(
+        offsets(&rt.block_on(recv_events(&mut ws, 1))),
+        [first + 8001]
+    );
+}

@@ -5,6 +5,7 @@
 //! | `mod.rs` | [`AppState`], [`router`], [`check_listen`], [`serve`] |
 //! | [`auth`] | bearer token on every route, constant-time comparison |
 //! | [`ingest`] | `POST /v1/events`: NDJSON through the same path as `logbook record` |
+//! | [`fanout`] | the live edge of `/v1/stream`: each record serialized once, broadcast |
 //! | [`stream`] | `GET /v1/stream`: the journal over a WebSocket, one event per text frame |
 //! | [`dashboard`] | `GET /`: the dashboard page (embedded); artifact downloads |
 //! | [`views`] | `GET /v1/health`, `/v1/upgrades[/{id}]`, `/v1/sessions/{id}`, `/v1/artifacts` |
@@ -25,6 +26,7 @@
 pub mod auth;
 pub mod dashboard;
 pub mod error;
+pub mod fanout;
 pub mod ingest;
 pub mod stream;
 pub mod views;

@@ -41,10 +41,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::AppState;
 use super::error::ApiError;
+use super::fanout::{Frame, Hub};
 use crate::journal::JournalError;
 use crate::subscribe::{EventFilter, From, SubscribeError, Subscription};
 
@@ -68,6 +69,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 pub struct Streams {
     shutdown: watch::Sender<bool>,
     stall_limit: Duration,
+    /// The live fan-out shared by connections at the journal's edge.
+    pub hub: Hub,
 }
 
 impl Default for Streams {
@@ -75,11 +78,17 @@ impl Default for Streams {
         Streams {
             shutdown: watch::channel(false).0,
             stall_limit: STALL_LIMIT,
+            hub: Hub::default(),
         }
     }
 }
 
 impl Streams {
+    /// A receiver of the shutdown signal (`true` once [`Streams::shut_down`] was called).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     /// Streams whose clients are closed (1008) after `limit` without reading.
     pub fn with_stall_limit(limit: Duration) -> Streams {
         Streams {
@@ -163,11 +172,12 @@ pub async fn stream(
     };
     let shutdown = state.streams.shutdown.subscribe();
     let stall_limit = state.streams.stall_limit;
+    let app = state.clone();
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| run(socket, subscription, shutdown, stall_limit))
+        .on_upgrade(move |socket| run(socket, app, subscription, shutdown, stall_limit))
 }
 
 /// How a connection ends.
@@ -192,7 +202,8 @@ type Sink = SplitSink<WebSocket, Message>;
 
 async fn run(
     socket: WebSocket,
-    mut sub: Subscription,
+    app: Arc<AppState>,
+    sub: Subscription,
     mut shutdown: watch::Receiver<bool>,
     stall_limit: Duration,
 ) {
@@ -204,8 +215,7 @@ async fn run(
         ctrl: &mut ctrl_rx,
         stall_limit,
     };
-    let end = serve_frames(&mut sink, &mut sub, &mut link).await;
-    drop(sub);
+    let end = serve_frames(&mut sink, &app, sub, &mut link).await;
     if let End::Close(code, reason) = end {
         let frame = CloseFrame {
             code,
@@ -303,47 +313,185 @@ fn read_failed(error: SubscribeError) -> End {
     }
 }
 
-async fn serve_frames(sink: &mut Sink, sub: &mut Subscription, link: &mut Link<'_>) -> End {
+/// Where a connection takes its frames from.
+enum Source {
+    /// Its own subscription: catching up, or after falling behind the hub.
+    Journal(Box<Subscription>),
+    /// The hub's broadcast, at the live edge.
+    Live(broadcast::Receiver<Arc<Frame>>),
+}
+
+/// Sends frames until the connection ends: from the journal while behind, from the hub at the
+/// live edge (see [`super::fanout`]); `next` is the next offset the client is owed.
+async fn serve_frames(
+    sink: &mut Sink,
+    app: &Arc<AppState>,
+    sub: Subscription,
+    link: &mut Link<'_>,
+) -> End {
     if *link.shutdown.borrow_and_update() {
         return close(1001, "server shutting down");
     }
+    let filter = sub.filter().clone();
+    let mut next = sub.position();
+    let mut source = Source::Journal(Box::new(sub));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let delivery = tokio::select! {
+        let step = match &mut source {
+            Source::Journal(sub) => from_journal(sink, app, sub, &mut next, link, &mut ping).await,
+            Source::Live(rx) => from_hub(sink, app, rx, &filter, &mut next, link, &mut ping).await,
+        };
+        source = match step {
+            Ok(None) => continue,
+            Ok(Some(source)) => source,
+            Err(end) => return end,
+        };
+    }
+}
+
+/// Waits for a ping tick, the end of the connection, or `event`; sends the ping itself.
+macro_rules! next_or_ping {
+    ($sink:expr, $link:expr, $ping:expr, $event:expr) => {
+        tokio::select! {
             biased;
-            _ = link.shutdown.changed() => return close(1001, "server shutting down"),
-            end = link.ctrl.recv() => return end.unwrap_or(End::Gone),
-            _ = ping.tick() => {
-                if let Err(end) = guarded(sink.send(Message::Ping(Default::default())), link).await
-                {
-                    return end;
-                }
-                continue;
+            _ = $link.shutdown.changed() => return Err(close(1001, "server shutting down")),
+            end = $link.ctrl.recv() => return Err(end.unwrap_or(End::Gone)),
+            _ = $ping.tick() => {
+                guarded($sink.send(Message::Ping(Default::default())), $link).await?;
+                return Ok(None);
             }
-            delivery = sub.next_async() => delivery,
-        };
-        let mut next = match delivery {
-            Ok(d) => Some(d),
-            Err(e) => return read_failed(e),
-        };
-        // Queue what is already committed (up to a batch), then flush once.
-        let mut queued = 0;
-        while let Some(delivery) = next.take() {
-            let text = crate::envelope::to_json_line(&delivery.record);
-            if let Err(end) = guarded(sink.feed(Message::Text(text.into())), link).await {
-                return end;
-            }
-            queued += 1;
-            if queued < MAX_BATCH {
-                next = match sub.try_next() {
-                    Ok(d) => d,
-                    Err(e) => return read_failed(e),
-                };
-            }
+            event = $event => event,
         }
-        if let Err(end) = guarded(sink.flush(), link).await {
-            return end;
+    };
+}
+
+/// One batch from the connection's own subscription; at the live edge, switches to the hub
+/// (`Ok(Some(Live))`) once the journal holds nothing more for it.
+async fn from_journal(
+    sink: &mut Sink,
+    app: &Arc<AppState>,
+    sub: &mut Subscription,
+    next: &mut u64,
+    link: &mut Link<'_>,
+    ping: &mut tokio::time::Interval,
+) -> Result<Option<Source>, End> {
+    let delivery = next_or_ping!(sink, link, ping, sub.next_async());
+    let mut delivery = Some(delivery.map_err(read_failed)?);
+    // Queue what is already committed (up to a batch), then flush once.
+    let mut queued = 0;
+    let mut caught_up = false;
+    while let Some(d) = delivery.take() {
+        let text = crate::envelope::to_json_line(&d.record);
+        guarded(sink.feed(Message::Text(text.into())), link).await?;
+        queued += 1;
+        if queued < MAX_BATCH {
+            delivery = sub.try_next().map_err(read_failed)?;
+            caught_up = delivery.is_none();
         }
     }
+    *next = sub.position();
+    if caught_up {
+        // At the edge: listen to the hub first, then drain what the journal committed
+        // meanwhile, so the hub's first frame is at or before `next` (a gap is filled anyway).
+        let rx = app.streams.hub.subscribe(app);
+        while let Some(d) = sub.try_next().map_err(read_failed)? {
+            let text = crate::envelope::to_json_line(&d.record);
+            guarded(sink.feed(Message::Text(text.into())), link).await?;
+        }
+        *next = sub.position();
+        guarded(sink.flush(), link).await?;
+        return Ok(Some(Source::Live(rx)));
+    }
+    guarded(sink.flush(), link).await?;
+    Ok(None)
+}
+
+/// One batch of hub frames; back to the journal (`Ok(Some(Journal))`) if the hub outran the
+/// connection.
+async fn from_hub(
+    sink: &mut Sink,
+    app: &Arc<AppState>,
+    rx: &mut broadcast::Receiver<Arc<Frame>>,
+    filter: &EventFilter,
+    next: &mut u64,
+    link: &mut Link<'_>,
+    ping: &mut tokio::time::Interval,
+) -> Result<Option<Source>, End> {
+    let mut received = next_or_ping!(sink, link, ping, rx.recv());
+    let mut queued = 0;
+    loop {
+        match received {
+            Ok(frame) => {
+                queued += send_frame(sink, app, &frame, filter, next, link).await?;
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                app.streams
+                    .hub
+                    .fallbacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                guarded(sink.flush(), link).await?;
+                return resubscribe(app, filter, *next).map(Some);
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(close(1001, "server shutting down"));
+            }
+        }
+        if queued >= MAX_BATCH {
+            break;
+        }
+        received = match rx.try_recv() {
+            Ok(frame) => Ok(frame),
+            Err(broadcast::error::TryRecvError::Empty) => break,
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                Err(broadcast::error::RecvError::Lagged(n))
+            }
+            Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+        };
+    }
+    guarded(sink.flush(), link).await?;
+    Ok(None)
+}
+
+/// A subscription from `next` with the connection's filter.
+fn resubscribe(app: &AppState, filter: &EventFilter, next: u64) -> Result<Source, End> {
+    Subscription::new(app.recorder.journal(), From::Offset(next), filter.clone())
+        .map(|sub| Source::Journal(Box::new(sub)))
+        .map_err(read_failed)
+}
+
+/// Queues `frame` if the client is owed it (filling a gap before it from the journal); the
+/// number of frames queued.
+async fn send_frame(
+    sink: &mut Sink,
+    app: &Arc<AppState>,
+    frame: &Frame,
+    filter: &EventFilter,
+    next: &mut u64,
+    link: &mut Link<'_>,
+) -> Result<usize, End> {
+    if frame.offset < *next {
+        return Ok(0); // already sent from the journal
+    }
+    let mut queued = 0;
+    if frame.offset > *next {
+        // The hub (re)started past the client's position: the records between are committed.
+        let Source::Journal(mut gap) = resubscribe(app, filter, *next)? else {
+            return Ok(0);
+        };
+        while let Some(d) = gap.try_next().map_err(read_failed)? {
+            if d.offset() >= frame.offset {
+                break;
+            }
+            let text = crate::envelope::to_json_line(&d.record);
+            guarded(sink.feed(Message::Text(text.into())), link).await?;
+            queued += 1;
+        }
+    }
+    if filter.matches_decoded(frame.event.as_ref()) {
+        guarded(sink.feed(Message::Text(frame.text.clone())), link).await?;
+        queued += 1;
+    }
+    *next = frame.offset + 1;
+    Ok(queued)
 }

@@ -75,7 +75,13 @@ async fn state_as_of(app: &Arc<AppState>, offset: u64) -> Result<crate::state::S
 
 /// `GET /v1/health`.
 pub async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"status": "ok", "next_offset": app.recorder.journal().next_offset()}))
+    let hub = &app.streams.hub;
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    Json(
+        json!({"status": "ok", "next_offset": app.recorder.journal().next_offset(),
+                "stream_hub": {"frames": hub.frames.load(relaxed),
+                               "fallbacks": hub.fallbacks.load(relaxed)}}),
+    )
 }
 
 /// `GET /v1/upgrades`: every upgrade with its status, phase and percentage.
