@@ -18,7 +18,10 @@ use logbook::journal::{Durability, Journal, JournalConfig, StartAt};
 use logbook::projection::Projection;
 use logbook::recorder::Recorder;
 use logbook::state::State;
-use serde_json::{Value, json};
+use workload::{UpgradeShape, upgrade_events};
+
+#[path = "support/workload.rs"]
+mod workload;
 
 struct Scale {
     upgrades: usize,
@@ -29,82 +32,11 @@ struct Scale {
     view_iterations: usize,
 }
 
-fn ev(value: Value) -> Event {
-    Event::parse(value.to_string().as_bytes()).unwrap()
-}
-
 fn config() -> JournalConfig {
     JournalConfig {
         durability: Durability::None,
         ..JournalConfig::default()
     }
-}
-
-/// One upgrade: `tasks` tasks (a root every 10, the others its children), `progress` rounds
-/// of progress over every task (interleaved, as concurrent steps report), completions, then a
-/// session with `artifacts` tagged artifacts, most uploaded.
-fn upgrade_events(u: usize, tasks: usize, progress: usize, artifacts: usize) -> Vec<Event> {
-    let uid = format!("upgrade-{u:04}");
-    let mut out = vec![ev(json!({
-        "type": "upgrade.started", "upgrade_id": uid, "plan_id": "plan-eks-1.30",
-        "cluster_name": format!("prod-{u}"), "phase": "preparing",
-        "metadata": {"region": "eu-west-1", "from": "1.29", "to": "1.30"}
-    }))];
-    let mut root = String::new();
-    for t in 0..tasks {
-        let tid = format!("task-{t:05}");
-        let mut added = json!({"type": "task.added", "upgrade_id": uid, "task_id": tid,
-            "name": format!("Drain and replace node group {t}"), "task_type": "upgrade_step"});
-        if t % 10 == 0 {
-            root = tid;
-        } else {
-            added["parent_id"] = json!(root);
-        }
-        out.push(ev(added));
-    }
-    for t in 0..tasks {
-        out.push(ev(json!({"type": "task.started", "upgrade_id": uid,
-            "task_id": format!("task-{t:05}")})));
-    }
-    for p in 0..progress {
-        let pct = ((p + 1) * 100 / (progress + 1)) as f64;
-        for t in 0..tasks {
-            let mut e = json!({"type": "task.progress", "upgrade_id": uid,
-                "task_id": format!("task-{t:05}"), "percentage": pct});
-            if p % 10 == 0 {
-                e["message"] = json!(format!("{} of 40 nodes drained", p * 40 / progress.max(1)));
-                e["details"] = json!({"pods_evicted": p * 7, "node": format!("ip-10-0-{t}-{p}")});
-            }
-            out.push(ev(e));
-        }
-    }
-    for t in 0..tasks {
-        out.push(ev(json!({"type": "task.completed", "upgrade_id": uid,
-            "task_id": format!("task-{t:05}"), "metrics": {"seconds": t}})));
-    }
-    let sid = format!("session-{u:04}");
-    out.push(ev(
-        json!({"type": "session.created", "session_id": sid, "upgrade_id": uid,
-        "cluster_name": format!("prod-{u}")}),
-    ));
-    out.push(ev(json!({"type": "collection.created", "session_id": sid,
-        "collection_id": "logs", "name": "Node logs"})));
-    for a in 0..artifacts {
-        let aid = format!("artifact-{u:04}-{a:04}");
-        out.push(ev(
-            json!({"type": "artifact.added", "session_id": sid, "collection_id": "logs",
-            "artifact_id": aid, "file_name": format!("kubelet-{a}.log"),
-            "artifact_type": "log_file", "sha256": format!("{:064x}", u * 100_000 + a),
-            "size_bytes": 1000 + a * 37, "tags": ["kubelet", "drain", format!("node-{a}")],
-            "description": "kubelet journal captured during the drain"}),
-        ));
-        if a % 4 != 3 {
-            out.push(ev(json!({"type": "artifact.uploaded", "artifact_id": aid,
-                "s3_key": format!("{sid}/logs/kubelet-{a}.log"), "etag": "\"0123abcd\""})));
-        }
-    }
-    out.push(ev(json!({"type": "upgrade.completed", "upgrade_id": uid})));
-    out
 }
 
 fn record(dir: &Path, upgrades: &[Vec<Event>]) -> u64 {
@@ -170,7 +102,17 @@ fn main() -> anyhow::Result<()> {
 
     eprintln!("generating the journal through the recorder (durability none)...");
     let upgrades: Vec<Vec<Event>> = (0..scale.upgrades)
-        .map(|u| upgrade_events(u, scale.tasks, scale.progress, scale.artifacts))
+        .map(|u| {
+            upgrade_events(
+                u,
+                &UpgradeShape {
+                    tasks: scale.tasks,
+                    progress: scale.progress,
+                    artifacts: scale.artifacts,
+                    failures: false,
+                },
+            )
+        })
         .collect();
     let (events, took) = timed(|| record(&journal_dir, &upgrades));
     drop(upgrades);
@@ -265,7 +207,15 @@ fn main() -> anyhow::Result<()> {
         scale.big_tasks
     );
     let big_dir = tempfile::tempdir()?;
-    let big = upgrade_events(0, scale.big_tasks, 1, 0);
+    let big = upgrade_events(
+        0,
+        &UpgradeShape {
+            tasks: scale.big_tasks,
+            progress: 1,
+            artifacts: 0,
+            failures: false,
+        },
+    );
     let big_events = record(&big_dir.path().join("journal"), &[big]);
     let big_journal = Journal::open_read_only(big_dir.path().join("journal"), config())?;
     let mut state = logbook::state::state_at(&big_journal, logbook::state::Until::End)?;

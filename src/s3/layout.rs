@@ -47,7 +47,7 @@ pub fn artifact_key(
     ))
 }
 
-/// `head.json`: how far the journal is shipped. Rewritten after each segment.
+/// `head.json`: how far the journal is shipped. Rewritten at the end of each shipping round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     /// Document format (1).

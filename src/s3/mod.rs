@@ -14,8 +14,8 @@
 //! - `journal/{first:020}-{last:020}.seg.zst`: one immutable object per sealed segment, the
 //!   segment file's bytes unchanged; metadata `first-offset`, `last-offset`, `count`, `blake3`
 //!   (of the object), `chain-start`, `chain-end` (hex).
-//! - `head.json`: the shipped end (`next_offset`, last key, chain end), rewritten after each
-//!   segment: what a follower polls (one GET), instead of listing.
+//! - `head.json`: the shipped end (`next_offset`, last key, chain end), rewritten at the end of
+//!   each shipping round: what a follower polls (one GET), instead of listing.
 //! - `writer.json`: the lease naming the one data dir allowed to ship here.
 //! - `artifacts/{session_id}/{collection_id}/{file_name}`: artifact files; metadata `sha256`,
 //!   `artifact-id`, `artifact-type`, `tags`, `task-id`.

@@ -12,8 +12,16 @@ pub struct Moto {
     port: u16,
 }
 
+/// `.venv/bin/moto_server` at the workspace root: the crate's own directory or the first parent
+/// holding a `.venv` (the replay crate includes this file too).
 fn binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = crate_dir
+        .ancestors()
+        .find(|dir| dir.join(".venv").exists())
+        .unwrap_or(&crate_dir)
+        .to_path_buf();
+    let path = root.join(".venv/bin/moto_server");
     assert!(
         path.exists(),
         "{} is missing: run ./scripts/test.sh (it installs moto[server] from \
