@@ -316,9 +316,9 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
         )
         .unwrap();
     };
+    let d = tempfile::tempdir().unwrap();
     for fix_metadata in [false, true] {
         tamper(fix_metadata);
-        let d = tempfile::tempdir().unwrap();
         let out = logbook(d.path(), &endpoint, &["restore", "--from", &url]);
         assert_eq!(out.status.code(), Some(1), "tampered restore must fail");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -327,6 +327,9 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
         // Put the original bytes back for the next round: flip the same byte again.
         tamper(fix_metadata);
     }
+    // A failed restore removed what it wrote: the same directory takes a good restore.
+    ok(logbook(d.path(), &endpoint, &["restore", "--from", &url]));
+    assert_eq!(events(a.path()), events(d.path()));
 }
 
 #[test]

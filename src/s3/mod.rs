@@ -236,7 +236,7 @@ impl S3Error {
         S3Error::Request {
             operation,
             key: key.to_string(),
-            message: aws_sdk_s3::error::DisplayErrorContext(error).to_string(),
+            message: error_chain(&error),
         }
     }
 
@@ -246,6 +246,22 @@ impl S3Error {
             source,
         }
     }
+}
+
+/// An error and its sources on one line (`service error: NoSuchBucket: The specified bucket
+/// does not exist`), each cause once: the SDK's own `DisplayErrorContext` ends with the whole
+/// raw HTTP response in `Debug` form, which is no message for a user.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@
 //! - Nothing unverified is written under `journal/`: each file is written to a temporary name,
 //!   fsynced and renamed only after its object verified and continued the chain.
 //! - The target must hold no journal; the directory is locked (the writer lock) while restore
-//!   or follow runs, so no writer can open it meanwhile.
+//!   or follow runs, so no writer can open it meanwhile. A failed restore removes what it
+//!   wrote, so the same directory can be restored into again.
 
 use std::path::{Path, PathBuf};
 
@@ -374,13 +375,58 @@ pub async fn restore(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(RestoreReport, Follower), S3Error> {
     let journal_dir = data_dir.join("journal");
-    let occupied = std::fs::read_dir(&journal_dir).is_ok_and(|mut d| d.next().is_some())
-        || data_dir.join(STATE_FILE).exists();
+    // The lock file alone (left by an earlier failed restore) does not make it occupied.
+    let occupied = std::fs::read_dir(&journal_dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name() != crate::journal::lock::LOCK_FILE)
+    }) || data_dir.join(STATE_FILE).exists();
     if occupied {
         return Err(S3Error::NotEmpty(data_dir.to_path_buf()));
     }
+    let had_artifacts = data_dir.join("artifacts").exists();
     std::fs::create_dir_all(&journal_dir).map_err(|e| S3Error::io(&journal_dir, e))?;
     let lock = DirLock::acquire(&journal_dir)?;
+    let restored = restore_locked(
+        client, location, data_dir, options, on_listed, progress, lock,
+    )
+    .await;
+    if restored.is_err() {
+        discard_partial(data_dir, had_artifacts);
+    }
+    restored
+}
+
+/// Removes what a failed restore wrote, so the directory can be restored into again: the
+/// journal's files (the lock file stays), `state.sqlite`, and the artifacts it downloaded.
+fn discard_partial(data_dir: &Path, had_artifacts: bool) {
+    let journal_dir = data_dir.join("journal");
+    if let Ok(entries) = std::fs::read_dir(&journal_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name() != crate::journal::lock::LOCK_FILE {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(data_dir.join(format!("{STATE_FILE}{suffix}")));
+    }
+    if !had_artifacts {
+        let _ = std::fs::remove_dir_all(data_dir.join("artifacts"));
+    }
+}
+
+/// [`restore`] once the target is checked and locked.
+async fn restore_locked(
+    client: &Client,
+    location: &S3Location,
+    data_dir: &Path,
+    options: &RestoreOptions,
+    on_listed: &mut (dyn FnMut(u64) + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
+    lock: DirLock,
+) -> Result<(RestoreReport, Follower), S3Error> {
+    let journal_dir = data_dir.join("journal");
     let mut listed = list_segments(client, location, None).await?;
     if listed.is_empty() {
         return Err(S3Error::Gap {
