@@ -22,7 +22,8 @@
 //! ~10 s smoke run. Overrides: `LOGBOOK_BENCH_CLIENTS`, `LOGBOOK_BENCH_RATE` (events/s),
 //! `LOGBOOK_BENCH_SECONDS` (measured paced seconds), `LOGBOOK_BENCH_PRODUCERS` (appender threads
 //! in the unpaced runs), `LOGBOOK_BENCH_SERVER_WORKERS` / `LOGBOOK_BENCH_CLIENT_WORKERS` (tokio
-//! workers, default 2 each), `LOGBOOK_BENCH_EB_EVENTS`; `LOGBOOK_BENCH_ONLY=ws|eventbridge`.
+//! workers; the server's default is `logbook::server::worker_threads()`, as `serve` uses, the
+//! clients' 2), `LOGBOOK_BENCH_EB_EVENTS`; `LOGBOOK_BENCH_ONLY=ws|eventbridge`.
 //! Needs `.venv/bin/moto_server` (`./scripts/test.sh` installs it). Progress goes to stderr; the
 //! markdown report to stdout.
 
@@ -67,7 +68,10 @@ fn main() -> anyhow::Result<()> {
         )?),
         unpaced: Duration::from_secs_f64(if quick { 1.0 } else { 3.0 }),
         producers: env_or("LOGBOOK_BENCH_PRODUCERS", 2)?,
-        server_workers: env_or("LOGBOOK_BENCH_SERVER_WORKERS", 2)?,
+        server_workers: env_or(
+            "LOGBOOK_BENCH_SERVER_WORKERS",
+            logbook::server::worker_threads(),
+        )?,
         client_workers: env_or("LOGBOOK_BENCH_CLIENT_WORKERS", 2)?,
         rounds: if quick { 1 } else { 3 },
     };

@@ -174,15 +174,19 @@ pub fn fanout(s: &ws::Settings, r: &ws::Report) {
         c[1],
         c[2]
     );
-    delays("prototype", &r.proto_delays, false);
-    let pw = &r.proto_with_clients;
-    println!(
-        "| prototype: unpaced appends, {} clients attached | {} events/s (÷ 0-client median: {:.2}; {} frames/s delivered) | |",
-        s.clients,
-        thousands(pw.rate()),
-        pw.rate() / zero,
-        thousands(pw.frames as f64 / pw.wall.as_secs_f64())
-    );
+    match &r.proto {
+        Ok((proto_delays, pw)) => {
+            delays("prototype", proto_delays, false);
+            println!(
+                "| prototype: unpaced appends, {} clients attached | {} events/s (÷ 0-client median: {:.2}; {} frames/s delivered) | |",
+                s.clients,
+                thousands(pw.rate()),
+                pw.rate() / zero,
+                thousands(pw.frames as f64 / pw.wall.as_secs_f64())
+            );
+        }
+        Err(error) => println!("| prototype | not measured: {error} | |"),
+    }
     println!(
         "\nCPU (2 cores; `server` = the server runtime's threads, `clients` = the client runtime's, \
          `other processes` = the rest of the machine):\n"
@@ -204,12 +208,14 @@ pub fn fanout(s: &ws::Settings, r: &ws::Report) {
     if let Some(last) = r.zero.last() {
         println!("- last unpaced, 0 clients: {}", last.cpu.describe());
     }
-    println!("- prototype paced run: {}", r.proto_delays.cpu.describe());
-    println!(
-        "- prototype unpaced, {} clients: {}",
-        s.clients,
-        pw.cpu.describe()
-    );
+    if let Ok((proto_delays, pw)) = &r.proto {
+        println!("- prototype paced run: {}", proto_delays.cpu.describe());
+        println!(
+            "- prototype unpaced, {} clients: {}",
+            s.clients,
+            pw.cpu.describe()
+        );
+    }
 }
 
 pub fn eventbridge(r: &eventbridge::Report) {

@@ -47,6 +47,10 @@ pub async fn start(journal: &Journal) -> anyhow::Result<std::net::SocketAddr> {
         .with_state(Arc::new(tx));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    // TCP_NODELAY, as Logbook's server sets it.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
 }

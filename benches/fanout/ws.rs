@@ -431,9 +431,9 @@ pub struct Report {
     pub zero: Vec<Throughput>,
     pub with_clients: Vec<Throughput>,
     pub delays: Delays,
-    /// The same paced run and an unpaced run against the shared-frame prototype.
-    pub proto_delays: Delays,
-    pub proto_with_clients: Throughput,
+    /// The same paced run and an unpaced run against the shared-frame prototype, or why it
+    /// could not be measured (the prototype is an experiment; its failure does not end the run).
+    pub proto: Result<(Delays, Throughput), String>,
     /// (records, µs per record: read; read + upcast; read + upcast + to_json_line).
     pub costs: (u64, [f64; 3]),
     pub payload_bytes: usize,
@@ -520,11 +520,15 @@ pub fn run(s: &Settings) -> anyhow::Result<Report> {
     let costs = shared::per_record_costs(recorder.journal(), 200_000)?;
 
     eprintln!("  the shared-frame prototype: paced run and unpaced appends with clients...");
-    let proto_addr = server_rt.block_on(shared::start(recorder.journal()))?;
-    let clients = attach(&format!("ws://{proto_addr}/v1/stream"))?;
-    let proto_delays = paced(&recorder, &pool, s, &clients, t0)?;
-    let proto_with_clients = measure(&recorder, &pool, s, Some(&clients))?;
-    clients.close(&client_rt)?;
+    let proto = (|| -> anyhow::Result<(Delays, Throughput)> {
+        let proto_addr = server_rt.block_on(shared::start(recorder.journal()))?;
+        let clients = attach(&format!("ws://{proto_addr}/v1/stream"))?;
+        let proto_delays = paced(&recorder, &pool, s, &clients, t0)?;
+        let proto_with_clients = measure(&recorder, &pool, s, Some(&clients))?;
+        clients.close(&client_rt)?;
+        Ok((proto_delays, proto_with_clients))
+    })()
+    .map_err(|e| format!("{e:#}"));
 
     drop(client_rt);
     let _ = stop.send(());
@@ -539,8 +543,7 @@ pub fn run(s: &Settings) -> anyhow::Result<Report> {
         zero,
         with_clients,
         delays,
-        proto_delays,
-        proto_with_clients,
+        proto,
         costs,
         payload_bytes,
     })

@@ -463,9 +463,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let dir = cli.journal_dir();
     let config = cli.journal_config()?;
     let max_record_bytes = config.max_record_bytes;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = server::runtime()?;
     let listener = runtime
         .block_on(server::bind(args.listen, None))
         .map_err(|e| {

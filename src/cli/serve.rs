@@ -81,9 +81,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     server::check_listen(args.listen, args.token.as_deref()).map_err(bad)?;
     let config = cli.journal_config()?;
     let max_record_bytes = config.max_record_bytes;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = server::runtime()?;
     let follower = match &args.follow {
         Some(location) => Some(start_following(cli, args, &runtime, location)?),
         None => None,
