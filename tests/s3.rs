@@ -58,9 +58,11 @@ fn create_bucket(rt: &tokio::runtime::Runtime, endpoint: &str) -> SdkConfig {
     sdk
 }
 
-/// Runs the `logbook` binary with the AWS environment a user would set.
-fn logbook(data: &Path, endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_logbook"))
+/// The `logbook` binary on `data` with `args`, in the AWS environment a user would set
+/// (stdin closed, stdout and stderr piped).
+fn logbook_command(data: &Path, endpoint: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logbook"));
+    command
         .arg("--data")
         .arg(data)
         .args(args)
@@ -70,11 +72,56 @@ fn logbook(data: &Path, endpoint: &str, args: &[&str]) -> Output {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env_remove("AWS_PROFILE")
         .env_remove("LOGBOOK_S3")
+        .env_remove("LOGBOOK_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap()
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts `logbook serve` with `args` (which include `--listen 127.0.0.1:0`); the child and
+/// its base URL, read from the line it prints first.
+fn spawn_serve(data: &Path, endpoint: &str, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = logbook_command(data, endpoint, args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
+        .to_string();
+    (child, base)
+}
+
+/// Runs the `logbook` binary (see [`logbook_command`]) to completion.
+fn logbook(data: &Path, endpoint: &str, args: &[&str]) -> Output {
+    logbook_command(data, endpoint, args).output().unwrap()
+}
+
+/// Appends `n` progress events of task `t` of upgrade `u-1` to `data` (opening the upgrade when
+/// `from` is 0, with small segments), closes the journal, then ships it to `url` with
+/// `ship --once`.
+fn append_and_ship(data: &Path, endpoint: &str, url: &str, from: usize, n: usize) {
+    let recorder = Arc::new(Recorder::open(data.join("journal"), small_segments()).unwrap());
+    let t = ProgressTracker::new(recorder.clone(), "u-1");
+    if from == 0 {
+        t.start_upgrade("p", "c", "Planning", None).unwrap();
+        t.add_task("t", "T", TaskType::UpgradeStep, None).unwrap();
+        t.start_task("t").unwrap();
+    }
+    for i in from..from + n {
+        t.update_task_progress("t", (i % 100) as f64, Some("following"))
+            .unwrap();
+    }
+    drop(t);
+    Arc::into_inner(recorder).unwrap().close().unwrap();
+    ok(logbook(data, endpoint, &["ship", "--s3", url, "--once"]));
 }
 
 fn ok(out: Output) -> String {
@@ -569,18 +616,13 @@ fn artifacts_multipart_presigned_url_and_retention() {
         Arc::into_inner(recorder).unwrap().close().unwrap();
     }
     // Upload the 50 MiB file in a child process, sampling its memory.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .arg("--data")
-        .arg(data.path())
-        .args(["--json", "artifacts", "upload", "big", "--s3", &url])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = logbook_command(
+        data.path(),
+        &endpoint,
+        &["--json", "artifacts", "upload", "big", "--s3", &url],
+    )
+    .spawn()
+    .unwrap();
     let mut peak = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     while child.try_wait().unwrap().is_none() {
@@ -669,48 +711,24 @@ fn follow_applies_newly_shipped_segments() {
     create_bucket(&rt, &endpoint);
     let url = format!("s3://{BUCKET}/follow");
     let a = tempfile::tempdir().unwrap();
-    let append = |from: usize, n: usize| {
-        let recorder =
-            Arc::new(Recorder::open(a.path().join("journal"), small_segments()).unwrap());
-        let t = ProgressTracker::new(recorder.clone(), "u-1");
-        if from == 0 {
-            t.start_upgrade("p", "c", "Planning", None).unwrap();
-            t.add_task("t", "T", TaskType::UpgradeStep, None).unwrap();
-            t.start_task("t").unwrap();
-        }
-        for i in from..from + n {
-            t.update_task_progress("t", (i % 100) as f64, Some("following"))
-                .unwrap();
-        }
-        drop(t);
-        Arc::into_inner(recorder).unwrap().close().unwrap();
-    };
-    append(0, 200);
-    ok(logbook(
-        a.path(),
-        &endpoint,
-        &["ship", "--s3", &url, "--once"],
-    ));
+    append_and_ship(a.path(), &endpoint, &url, 0, 200);
     let b = tempfile::tempdir().unwrap();
-    let mut follower = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .arg("--data")
-        .arg(b.path())
-        .args([
+    let mut follower = logbook_command(
+        b.path(),
+        &endpoint,
+        &[
             "restore",
             "--from",
             &url,
             "--follow",
             "--poll-interval",
             "0.2s",
-        ])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let count = |d: &Path| {
         let out = logbook(d, &endpoint, &["events", "--from", "0"]);
         if !out.status.success() {
@@ -735,12 +753,7 @@ fn follow_applies_newly_shipped_segments() {
     let refused = logbook(b.path(), &endpoint, &["record"]);
     assert_ne!(refused.status.code(), Some(0));
     for round in 1..=2 {
-        append(200 * round, 150);
-        ok(logbook(
-            a.path(),
-            &endpoint,
-            &["ship", "--s3", &url, "--once"],
-        ));
+        append_and_ship(a.path(), &endpoint, &url, 200 * round, 150);
         wait_equal("after more shipping");
     }
     let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
@@ -764,40 +777,27 @@ fn follow_applies_newly_shipped_segments() {
 
 #[test]
 fn serve_ships_what_it_records() {
-    use std::io::{BufRead, BufReader};
     let moto = Moto::start();
     let endpoint = moto.endpoint();
     let rt = runtime();
     let sdk = create_bucket(&rt, &endpoint);
     let data = tempfile::tempdir().unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .arg("--data")
-        .arg(data.path())
-        .args(["--segment-age", "0.3", "serve", "--listen", "127.0.0.1:0"])
-        .args([
+    let url = format!("s3://{BUCKET}/served");
+    let (mut serve, base) = spawn_serve(
+        data.path(),
+        &endpoint,
+        &[
+            "--segment-age",
+            "0.3",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
             "--s3",
-            &format!("s3://{BUCKET}/served"),
+            &url,
             "--ship-interval",
             "0.5s",
-        ])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("LOGBOOK_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+        ],
+    );
     let body = [
         r#"{"type":"upgrade.started","upgrade_id":"u-1","plan_id":"p","cluster_name":"c","phase":"Planning"}"#,
         r#"{"type":"upgrade.phase_changed","upgrade_id":"u-1","phase":"Provision green"}"#,
@@ -808,7 +808,7 @@ fn serve_ships_what_it_records() {
         .send(body.as_bytes())
         .unwrap();
     assert_eq!(response.status(), 200);
-    let location: S3Location = format!("s3://{BUCKET}/served").parse().unwrap();
+    let location: S3Location = url.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let head = rt
@@ -828,60 +828,29 @@ fn serve_ships_what_it_records() {
 /// refusing ingest, resuming its data dir after a restart.
 #[test]
 fn serve_follow_is_a_read_only_replica() {
-    use std::io::{BufRead, BufReader};
     let moto = Moto::start();
     let endpoint = moto.endpoint();
     let rt = runtime();
     create_bucket(&rt, &endpoint);
     let url = format!("s3://{BUCKET}/replica");
     let a = tempfile::tempdir().unwrap();
-    let append = |from: usize, n: usize| {
-        let recorder =
-            Arc::new(Recorder::open(a.path().join("journal"), small_segments()).unwrap());
-        let t = ProgressTracker::new(recorder.clone(), "u-1");
-        if from == 0 {
-            t.start_upgrade("p", "c", "Planning", None).unwrap();
-            t.add_task("t", "T", TaskType::UpgradeStep, None).unwrap();
-            t.start_task("t").unwrap();
-        }
-        for i in from..from + n {
-            t.update_task_progress("t", (i % 100) as f64, None).unwrap();
-        }
-        drop(t);
-        Arc::into_inner(recorder).unwrap().close().unwrap();
-        ok(logbook(
-            a.path(),
-            &endpoint,
-            &["ship", "--s3", &url, "--once"],
-        ));
-    };
+    let append = |from: usize, n: usize| append_and_ship(a.path(), &endpoint, &url, from, n);
     append(0, 100);
     let replica = tempfile::tempdir().unwrap();
     let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-            .arg("--data")
-            .arg(replica.path())
-            .args(["serve", "--listen", "127.0.0.1:0", "--follow", &url])
-            .args(["--poll-interval", "0.2s"])
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("LOGBOOK_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        (child, base)
+        spawn_serve(
+            replica.path(),
+            &endpoint,
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--follow",
+                &url,
+                "--poll-interval",
+                "0.2s",
+            ],
+        )
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
