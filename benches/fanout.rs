@@ -35,6 +35,8 @@ mod cpu;
 mod eventbridge;
 #[path = "../tests/support/moto.rs"]
 mod moto;
+#[path = "support/procfs.rs"]
+mod procfs;
 #[path = "fanout/report.rs"]
 mod report;
 #[path = "fanout/shared.rs"]

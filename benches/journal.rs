@@ -13,6 +13,8 @@ mod appends;
 mod events;
 #[path = "journal/peers.rs"]
 mod peers;
+#[path = "support/procfs.rs"]
+mod procfs;
 #[path = "journal/raw.rs"]
 mod raw;
 #[path = "journal/replay.rs"]

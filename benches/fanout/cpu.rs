@@ -2,10 +2,8 @@
 //! 100 WebSocket clients, the appender and moto all share the cores, "where did the time go" is
 //! part of every result. Threads are grouped by the names this bench gives them.
 
+use crate::procfs::{TICKS, self_ticks, stat_ticks, thread_ticks};
 use std::time::Instant;
-
-/// Clock ticks per second of /proc's utime/stime (USER_HZ, 100 on Linux).
-const TICKS: f64 = 100.0;
 
 /// Thread groups, by `comm` (at most 15 bytes on Linux).
 const GROUPS: [(&str, &str); 5] = [
@@ -15,18 +13,6 @@ const GROUPS: [(&str, &str); 5] = [
     ("logbook-flusher", "flusher"),
     ("logbook-sealer", "sealer"),
 ];
-
-/// (comm, utime + stime) of a /proc stat line.
-fn stat_ticks(stat: &str) -> Option<(String, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_owned();
-    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    // After the comm: utime is field 14 and stime field 15 of the line (11 and 12 here).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
 
 /// Busy ticks of the whole machine (all CPUs), from the first line of /proc/stat.
 fn machine_ticks() -> u64 {
@@ -96,24 +82,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn take() -> Snapshot {
-        let process = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| stat_ticks(&s))
-            .map_or(0, |(_, t)| t);
-        let mut threads = Vec::new();
-        for entry in std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let tid = entry.file_name().to_string_lossy().parse().unwrap_or(0);
-            if let Some((comm, ticks)) = std::fs::read_to_string(entry.path().join("stat"))
-                .ok()
-                .and_then(|s| stat_ticks(&s))
-            {
-                threads.push((tid, comm, ticks));
-            }
-        }
+        let process = self_ticks();
+        let threads = thread_ticks();
         Snapshot {
             threads,
             process,
@@ -197,9 +167,4 @@ impl Use {
     }
 }
 
-/// The system load average (1, 5, 15 min).
-pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
+pub use crate::procfs::loadavg;

@@ -1,5 +1,6 @@
 //! Settings, the results table, formatting and small measurement helpers.
 
+use crate::procfs::{TICKS, self_ticks, thread_ticks};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,19 +203,7 @@ pub fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     (p50, p99)
 }
 
-/// `1234567.8` → `1,234,568`.
-pub fn thousands(x: f64) -> String {
-    let n = x.round() as u64;
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::procfs::thousands;
 
 pub fn rate(x: f64) -> String {
     format!("{} ev/s", thousands(x))
@@ -428,40 +417,10 @@ pub struct CpuSnapshot {
     at: Instant,
 }
 
-/// Clock ticks per second of /proc's utime/stime (USER_HZ, 100 on Linux).
-const TICKS: f64 = 100.0;
-
-fn stat_ticks(stat: &str) -> Option<(String, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_owned();
-    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    // After the comm: state is field 3, utime field 14, stime field 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
 impl CpuSnapshot {
     pub fn take() -> Self {
-        let process = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| stat_ticks(&s))
-            .map_or(0, |(_, t)| t);
-        let mut threads = Vec::new();
-        for entry in std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let tid = entry.file_name().to_string_lossy().parse().unwrap_or(0);
-            if let Some((comm, ticks)) = std::fs::read_to_string(entry.path().join("stat"))
-                .ok()
-                .and_then(|s| stat_ticks(&s))
-            {
-                threads.push((tid, comm, ticks));
-            }
-        }
+        let process = self_ticks();
+        let threads = thread_ticks();
         let syscw = std::fs::read_to_string("/proc/self/io")
             .ok()
             .and_then(|s| {
@@ -588,12 +547,7 @@ impl CpuUse {
     }
 }
 
-/// The system load average (1, 5, 15 min) as /proc/loadavg prints it.
-pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
+pub use crate::procfs::loadavg;
 
 /// Repeated runs of one measurement.
 #[derive(Debug, Clone, Default)]
