@@ -477,13 +477,7 @@ fn outage_mid_shipping_loses_and_duplicates_nothing() {
     proxy.restore();
     append(300);
     // Wait until everything sealed is in S3 (head.json), bounded.
-    let sealed_end = || {
-        recorder
-            .journal()
-            .sealed_segments()
-            .last()
-            .map_or(0, |s| s.last + 1)
-    };
+    let sealed_end = || recorder.journal().sealed_end();
     std::thread::sleep(Duration::from_millis(600));
     let target = sealed_end();
     assert!(target > 600, "segments sealed: {target}");

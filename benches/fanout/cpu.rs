@@ -2,7 +2,7 @@
 //! 100 WebSocket clients, the appender and moto all share the cores, "where did the time go" is
 //! part of every result. Threads are grouped by the names this bench gives them.
 
-use crate::procfs::{TICKS, self_ticks, stat_ticks, thread_ticks};
+use crate::procfs::{TICKS, machine_busy_ticks, self_ticks, stat_ticks, thread_ticks};
 use std::time::Instant;
 
 /// Thread groups, by `comm` (at most 15 bytes on Linux).
@@ -13,27 +13,6 @@ const GROUPS: [(&str, &str); 5] = [
     ("logbook-flusher", "flusher"),
     ("logbook-sealer", "sealer"),
 ];
-
-/// Busy ticks of the whole machine (all CPUs), from the first line of /proc/stat.
-fn machine_ticks() -> u64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
-            let v: Vec<u64> = line
-                .split_whitespace()
-                .map(|f| f.parse().unwrap_or(0))
-                .collect();
-            // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
-            Some(
-                [0, 1, 2, 5, 6, 7]
-                    .iter()
-                    .map(|&i| v.get(i).copied().unwrap_or(0))
-                    .sum(),
-            )
-        })
-        .unwrap_or(0)
-}
 
 /// utime + stime of another process (moto_server), if it is still there.
 pub fn process_ticks(pid: u32) -> u64 {
@@ -87,7 +66,7 @@ impl Snapshot {
         Snapshot {
             threads,
             process,
-            machine: machine_ticks(),
+            machine: machine_busy_ticks(),
             at: Instant::now(),
         }
     }

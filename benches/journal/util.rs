@@ -1,6 +1,6 @@
 //! Settings, the results table, formatting and small measurement helpers.
 
-use crate::procfs::{TICKS, self_ticks, thread_ticks};
+use crate::procfs::{TICKS, machine_busy_ticks, self_ticks, thread_ticks};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -429,23 +429,7 @@ impl CpuSnapshot {
                     .and_then(|v| v.trim().parse().ok())
             })
             .unwrap_or(0);
-        // cpu  user nice system idle iowait irq softirq steal guest guest_nice
-        let system = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
-                let v: Vec<u64> = line
-                    .split_whitespace()
-                    .map(|f| f.parse().unwrap_or(0))
-                    .collect();
-                Some(
-                    [0, 1, 2, 5, 6, 7]
-                        .iter()
-                        .map(|&i| v.get(i).copied().unwrap_or(0))
-                        .sum(),
-                )
-            })
-            .unwrap_or(0);
+        let system = machine_busy_ticks();
         CpuSnapshot {
             process,
             threads,

@@ -46,6 +46,27 @@ pub fn thread_ticks() -> Vec<(u64, String, u64)> {
     threads
 }
 
+/// Busy ticks of the whole machine (all CPUs) from the first line of /proc/stat: user, nice,
+/// system, irq, softirq and steal (all but idle and iowait).
+pub fn machine_busy_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            Some(
+                [0, 1, 2, 5, 6, 7]
+                    .iter()
+                    .map(|&i| v.get(i).copied().unwrap_or(0))
+                    .sum(),
+            )
+        })
+        .unwrap_or(0)
+}
+
 /// The system load average (1, 5, 15 min) as /proc/loadavg prints it.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

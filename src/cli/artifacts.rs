@@ -14,7 +14,7 @@ use logbook::event::{ArtifactStatus, ArtifactType};
 use logbook::journal::Journal;
 use logbook::recorder::Recorder;
 use logbook::s3::upload::presigned_get;
-use logbook::s3::{ArtifactUploader, S3Error, S3Location, UploadConfig};
+use logbook::s3::{ArtifactUploader, S3Location, UploadConfig};
 use logbook::state::{ArtifactView, Until, state_at};
 use logbook::timestamp::{format_us, now_us, parse_rfc3339};
 
@@ -294,10 +294,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
             }
-            let uploaded = outcome.map_err(|e| match e {
-                S3Error::Artifact { .. } => anyhow::Error::from(BadInput(e.to_string())),
-                e => e.into(),
-            })?;
+            let uploaded = outcome.map_err(super::aws::s3_error)?;
             if cli.json {
                 println!(
                     "{}",
@@ -322,10 +319,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let client = logbook::s3::client(&sdk);
             let url = runtime
                 .block_on(presigned_get(&client, s3, &artifact, *expires))
-                .map_err(|e| match e {
-                    S3Error::Artifact { .. } => anyhow::Error::from(BadInput(e.to_string())),
-                    e => e.into(),
-                })?;
+                .map_err(super::aws::s3_error)?;
             if cli.json {
                 println!(
                     "{}",

@@ -23,6 +23,15 @@ pub fn sdk_config(
     Ok(sdk)
 }
 
+/// An S3 error for the exit code: [`BadInput`] (2) when the input is at fault, else 1.
+pub fn s3_error(error: logbook::s3::S3Error) -> anyhow::Error {
+    if error.is_bad_input() {
+        BadInput(error.to_string()).into()
+    } else {
+        error.into()
+    }
+}
+
 /// Parses `s3://bucket/prefix` for clap.
 pub fn parse_location(text: &str) -> Result<S3Location, String> {
     text.parse::<S3Location>().map_err(|e| e.to_string())

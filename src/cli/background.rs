@@ -91,10 +91,7 @@ pub fn open_shipper(
             location.clone(),
             UploadConfig::default(),
         ))
-        .map_err(|e| match e.is_bad_input() {
-            true => anyhow::Error::from(BadInput(e.to_string())),
-            false => e.into(),
-        })
+        .map_err(super::aws::s3_error)
 }
 
 /// What the EventBridge consumer sends.

@@ -76,10 +76,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         )
         .await;
         bar.finish_and_clear();
-        let (report, mut follower) = restored.map_err(|e| match e.is_bad_input() {
-            true => anyhow::Error::from(BadInput(e.to_string())),
-            false => e.into(),
-        })?;
+        let (report, mut follower) = restored.map_err(super::aws::s3_error)?;
         if cli.json {
             println!(
                 "{}",

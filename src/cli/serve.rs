@@ -194,7 +194,8 @@ fn start_following(
     let client = logbook::s3::client(&sdk);
     let has_journal = std::fs::read_dir(cli.journal_dir()).is_ok_and(|mut d| d.next().is_some());
     let follower = if has_journal {
-        logbook::s3::Follower::resume(&client, location, &cli.data, 4)?
+        logbook::s3::Follower::resume(&client, location, &cli.data, 4)
+            .map_err(super::aws::s3_error)?
     } else {
         let (report, follower) = runtime.block_on(logbook::s3::restore(
             &client,
@@ -222,7 +223,7 @@ async fn follow(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), logbook::s3::S3Error> {
     loop {
-        match follower.poll().await {
+        match follower.poll_segments().await {
             Ok(0) => {}
             Ok(applied) => {
                 let state = state.clone();

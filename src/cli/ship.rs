@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use logbook::recorder::Recorder;
 use logbook::s3::{S3Location, ShipProgress, Shipper, UploadConfig};
 
+use super::Cli;
 use super::aws::{parse_duration, parse_location, sdk_config};
-use super::{BadInput, Cli};
 
 /// Arguments of `ship`.
 #[derive(Debug, clap::Args)]
@@ -69,10 +69,7 @@ async fn ship(
         UploadConfig::default(),
     )
     .await
-    .map_err(|e| match e.is_bad_input() {
-        true => anyhow::Error::from(BadInput(e.to_string())),
-        false => e.into(),
-    })?
+    .map_err(super::aws::s3_error)?
     .upload_artifacts(!args.no_artifacts);
     if !args.once {
         eprintln!(

@@ -325,9 +325,18 @@ impl Journal {
     /// The sealed segment files, in offset order (immutable once listed; what the S3 shipper
     /// uploads).
     pub fn sealed_segments(&self) -> Vec<SealedSegment> {
-        self.shared
-            .catalog()
+        self.sealed_segments_from(0)
+    }
+
+    /// The sealed segment files holding offsets at or after `offset`, in offset order (the
+    /// catalog is searched, not scanned).
+    pub fn sealed_segments_from(&self, offset: u64) -> Vec<SealedSegment> {
+        let catalog = self.shared.catalog();
+        let start = catalog.segments.partition_point(|s| s.end() <= offset);
+        catalog
             .segments
+            .get(start..)
+            .unwrap_or_default()
             .iter()
             .filter_map(|s| match &s.state {
                 catalog::SegmentState::Sealed { last, .. } => Some(SealedSegment {
@@ -345,8 +354,7 @@ impl Journal {
     /// on demand (`logbook ship --once --seal`); sealing otherwise happens by size and age.
     pub fn seal_now(&self, timeout: std::time::Duration) -> Result<bool> {
         let target = self.next_offset();
-        let sealed_end = |j: &Journal| j.sealed_segments().last().map_or(0, |s| s.last + 1);
-        if sealed_end(self) >= target {
+        if self.sealed_end() >= target {
             return Ok(true);
         }
         if self.read_only {
@@ -358,7 +366,7 @@ impl Journal {
             self.shared.data_cv.notify_one();
         }
         let deadline = Instant::now() + timeout;
-        while sealed_end(self) < target {
+        while self.sealed_end() < target {
             if let Some(error) = self
                 .shared
                 .failure
@@ -374,6 +382,21 @@ impl Journal {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         Ok(true)
+    }
+
+    /// One past the last offset held in a sealed segment (0 if none is sealed): what a shipper
+    /// can ship. Reads the catalog's tail only.
+    pub fn sealed_end(&self) -> u64 {
+        self.shared
+            .catalog()
+            .segments
+            .iter()
+            .rev()
+            .find_map(|s| match &s.state {
+                catalog::SegmentState::Sealed { last, .. } => Some(last + 1),
+                catalog::SegmentState::Raw { .. } => None,
+            })
+            .unwrap_or(0)
     }
 
     /// The offset the next committed record will have (= number of committed records).

@@ -201,6 +201,10 @@ pub enum S3Error {
         #[source]
         source: std::io::Error,
     },
+    /// This data dir cannot follow a prefix (it is not a follower's, or was restored to a
+    /// point in time).
+    #[error("{0}")]
+    CannotFollow(String),
     /// The restore target already holds a journal.
     #[error("{0} already holds a journal; restore into an empty or new directory")]
     NotEmpty(PathBuf),
@@ -219,9 +223,17 @@ pub enum S3Error {
 }
 
 impl S3Error {
-    /// Whether the caller's input is at fault (exit code 2): a bad URL, a non-empty target.
+    /// Whether the caller's input is at fault (exit code 2): a bad URL, a non-empty target, a
+    /// data dir that cannot follow, an artifact that is unknown, deleted, not uploaded or no
+    /// longer the recorded file.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, S3Error::BadUrl { .. } | S3Error::NotEmpty(_))
+        matches!(
+            self,
+            S3Error::BadUrl { .. }
+                | S3Error::NotEmpty(_)
+                | S3Error::CannotFollow(_)
+                | S3Error::Artifact { .. }
+        )
     }
 
     /// Whether retrying later may succeed (network, server errors), as opposed to a refusal.

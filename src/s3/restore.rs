@@ -597,12 +597,12 @@ impl Follower {
         let journal_dir = data_dir.join("journal");
         let lock = DirLock::acquire(&journal_dir)?;
         let journal = Journal::open_read_only(&journal_dir, JournalConfig::default())?;
-        let not_follower = || S3Error::Gap {
-            reason: format!(
+        let not_follower = || {
+            S3Error::CannotFollow(format!(
                 "{} is not a follower's data dir (it has unsealed records); follow into a new \
                  directory",
                 data_dir.display()
-            ),
+            ))
         };
         let segments = journal.sealed_segments();
         let tip = match segments.last() {
@@ -649,10 +649,23 @@ impl Follower {
     /// Polls `head.json` once; if it moved, applies the new segments and catches the projection
     /// up. The number of records applied.
     pub async fn poll(&mut self) -> Result<u64, S3Error> {
+        let applied = self.poll_segments().await?;
+        if applied > 0 {
+            let (dd, jd) = (self.data_dir.clone(), self.data_dir.join("journal"));
+            tokio::task::spawn_blocking(move || rebuild(&dd, &jd).map(drop))
+                .await
+                .map_err(|e| S3Error::io(&self.data_dir, std::io::Error::other(e)))??;
+        }
+        Ok(applied)
+    }
+
+    /// Like [`Follower::poll`], but leaves `state.sqlite` to the caller: for a process that
+    /// serves the replica and catches its own projection up (`serve --follow`).
+    pub async fn poll_segments(&mut self) -> Result<u64, S3Error> {
         if !self.followable {
-            return Err(S3Error::Gap {
-                reason: "a point-in-time restore (--until) cannot follow".into(),
-            });
+            return Err(S3Error::CannotFollow(
+                "a point-in-time restore (--until) cannot follow".into(),
+            ));
         }
         let Some(head) = super::ship::read_head(&self.client, &self.location).await? else {
             return Ok(0);
@@ -678,10 +691,6 @@ impl Follower {
             &mut |_| {},
         )
         .await?;
-        let (dd, jd) = (self.data_dir.clone(), journal_dir);
-        tokio::task::spawn_blocking(move || rebuild(&dd, &jd).map(drop))
-            .await
-            .map_err(|e| S3Error::io(&self.data_dir, std::io::Error::other(e)))??;
         Ok(self.tip.next_offset - before)
     }
 }

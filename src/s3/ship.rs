@@ -182,9 +182,8 @@ impl Shipper {
     pub fn pending(&self) -> Vec<(SealedSegment, u64)> {
         self.recorder
             .journal()
-            .sealed_segments()
+            .sealed_segments_from(self.next_offset)
             .into_iter()
-            .filter(|s| s.last >= self.next_offset)
             .map(|s| {
                 let len = std::fs::metadata(&s.path).map_or(0, |m| m.len());
                 (s, len)
@@ -446,12 +445,7 @@ impl Shipper {
         let mut backoff = Duration::ZERO;
         let mut last_round = None::<Instant>;
         loop {
-            let sealed_end = self
-                .recorder
-                .journal()
-                .sealed_segments()
-                .last()
-                .map_or(0, |s| s.last + 1);
+            let sealed_end = self.recorder.journal().sealed_end();
             let due =
                 last_round.is_none_or(|t| t.elapsed() >= interval) || sealed_end > self.next_offset;
             let wait = if due {

@@ -431,7 +431,8 @@ async fn from_hub(
                     .fallbacks
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 guarded(sink.flush(), link).await?;
-                return resubscribe(app, filter, *next).map(Some);
+                let sub = resubscribe(app, filter, *next)?;
+                return Ok(Some(Source::Journal(Box::new(sub))));
             }
             Err(broadcast::error::RecvError::Closed) => {
                 return Err(close(1001, "server shutting down"));
@@ -454,9 +455,8 @@ async fn from_hub(
 }
 
 /// A subscription from `next` with the connection's filter.
-fn resubscribe(app: &AppState, filter: &EventFilter, next: u64) -> Result<Source, End> {
+fn resubscribe(app: &AppState, filter: &EventFilter, next: u64) -> Result<Subscription, End> {
     Subscription::new(app.recorder.journal(), From::Offset(next), filter.clone())
-        .map(|sub| Source::Journal(Box::new(sub)))
         .map_err(read_failed)
 }
 
@@ -476,9 +476,7 @@ async fn send_frame(
     let mut queued = 0;
     if frame.offset > *next {
         // The hub (re)started past the client's position: the records between are committed.
-        let Source::Journal(mut gap) = resubscribe(app, filter, *next)? else {
-            return Ok(0);
-        };
+        let mut gap = resubscribe(app, filter, *next)?;
         while let Some(d) = gap.try_next().map_err(read_failed)? {
             if d.offset() >= frame.offset {
                 break;

@@ -29,15 +29,23 @@ impl Drop for Server {
 
 /// Starts `logbook --data DATA serve --listen 127.0.0.1:0 EXTRA..` and waits until healthy.
 pub fn start(data: &Path, extra: &[&str]) -> Server {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    try_start(data, "127.0.0.1:0", extra, deadline)
+        .unwrap_or_else(|why| panic!("serve did not start: {why}"))
+}
+
+/// One attempt at `logbook --data DATA serve --listen ADDR EXTRA..`: the healthy server, or why
+/// it did not start (its first line and stderr).
+fn try_start(data: &Path, addr: &str, extra: &[&str], deadline: Instant) -> Result<Server, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
         .arg("--data")
         .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", addr])
         .args(extra)
         .env_remove("LOGBOOK_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("logbook serve starts");
     // The first line names the URL (the child exits, closing stdout, if it cannot start).
@@ -45,12 +53,20 @@ pub fn start(data: &Path, extra: &[&str]) -> Server {
     BufReader::new(child.stdout.take().expect("piped stdout"))
         .read_line(&mut line)
         .expect("reads the first line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    let addr = url.trim_start_matches("http://").to_string();
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut why = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut why);
+        }
+        return Err(format!("first line {line:?}; stderr: {why}"));
+    };
+    // Drain stderr (a full pipe would block the server; a closed one could fail it).
+    if let Some(mut err) = child.stderr.take() {
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    }
+    let url = url.to_string();
     let token = extra
         .iter()
         .position(|a| *a == "--token")
@@ -58,16 +74,15 @@ pub fn start(data: &Path, extra: &[&str]) -> Server {
         .map(|t| t.to_string());
     let server = Server {
         child,
+        addr: url.trim_start_matches("http://").to_string(),
         url,
-        addr,
         token,
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
     while server.get("/v1/health").0 != 200 {
         assert!(Instant::now() < deadline, "serve did not become healthy");
         std::thread::sleep(Duration::from_millis(20));
     }
-    server
+    Ok(server)
 }
 
 /// A client that returns 4xx/5xx responses instead of erroring, with a bounded timeout.
@@ -124,56 +139,15 @@ impl Server {
 pub fn start_on(data: &Path, addr: &str, extra: &[&str]) -> Server {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-            .arg("--data")
-            .arg(data)
-            .args(["serve", "--listen", addr])
-            .args(extra)
-            .env_remove("LOGBOOK_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("logbook serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("reads the first line");
-        let Some(url) = line.trim().strip_prefix("listening on ") else {
-            // It could not start (and closed stdout): say why, then retry until the deadline.
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut why = String::new();
-            if let Some(mut err) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut err, &mut why);
+        match try_start(data, addr, extra, deadline) {
+            Ok(server) => return server,
+            Err(why) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "serve --listen {addr} did not start: {why}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
             }
-            assert!(
-                Instant::now() < deadline,
-                "serve --listen {addr} did not start: {line:?} {why}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
-        };
-        // Drain stderr (a full pipe would block the server; a closed one could fail it).
-        if let Some(mut err) = child.stderr.take() {
-            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
         }
-        let url = url.to_string();
-        let token = extra
-            .iter()
-            .position(|a| *a == "--token")
-            .and_then(|i| extra.get(i + 1))
-            .map(|t| t.to_string());
-        let server = Server {
-            child,
-            addr: url.trim_start_matches("http://").to_string(),
-            url,
-            token,
-        };
-        while server.get("/v1/health").0 != 200 {
-            assert!(Instant::now() < deadline, "serve did not become healthy");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        return server;
     }
 }
