@@ -512,3 +512,89 @@ fn writer_commands_keep_the_sqlite_projection_current() {
         (Some(3), &resumed["digest"])
     );
 }
+
+/// System events (`journal.repaired`, `subscriber.skipped`) are refused from producers, with the
+/// reason, and nothing of them is written.
+#[test]
+fn system_events_are_refused_from_producers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = logbook(tmp.path(), &["record"], &format!("{START}\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        r#"{"type":"subscriber.skipped","consumer":"eventbridge","skipped_offset":0,"event_type":"upgrade.started","reason":"forged"}"#,
+        r#"{"type":"journal.repaired","cut_from_offset":0,"bytes_cut":1,"segment":"s","reason":"forged"}"#,
+    ] {
+        let out = logbook(tmp.path(), &["record"], &format!("{line}\n"));
+        assert_eq!(out.status.code(), Some(2), "{line}");
+        assert!(
+            text(&out.stderr).contains("written by the journal itself"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(events(tmp.path(), &[]).len(), 1, "only the upgrade.started");
+}
+
+/// Bad values of the flags this issue added are usage errors (exit 2) that create nothing.
+#[test]
+fn bad_new_flags_are_usage_errors_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("never-created");
+    for args in [
+        &["serve", "--ws-stall-limit", "0"][..],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--follow",
+            "http://not-s3",
+        ],
+        &["ship", "--s3", "s3://bucket/p", "--ship-interval", "0s"],
+        &["ship", "--s3", "s3://Bad_Bucket/p", "--once"],
+        &["restore", "--from", "s3://bucket/p", "--until", "yesterday"],
+        &["restore", "--from", "s3://bucket/p", "--concurrency", "0"],
+        &[
+            "restore",
+            "--from",
+            "s3://bucket/p",
+            "--until",
+            "5",
+            "--follow",
+        ],
+        &[
+            "artifacts",
+            "url",
+            "a-1",
+            "--expires",
+            "1w",
+            "--s3",
+            "s3://bucket/p",
+        ],
+        &["demo", "--listen", "10.1.2.3:8765", "--exit"],
+    ] {
+        let out = logbook(&data, args, "");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+}
+
+/// `demo` refuses a busy dashboard address before it records anything.
+#[test]
+fn demo_on_a_busy_port_is_refused_before_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = logbook(tmp.path(), &["demo", "--exit", "--listen", &addr], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--listen 127.0.0.1:0"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!tmp.path().join("journal").exists(), "nothing recorded");
+}

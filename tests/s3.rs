@@ -304,6 +304,12 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     // A restore target that already holds a journal is refused (usage error).
     let refused = logbook(b.path(), &endpoint, &["restore", "--from", &url]);
     assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds a journal"));
+    assert_eq!(
+        events(a.path()),
+        events(b.path()),
+        "the target is untouched"
+    );
 
     // Point in time: restore --until N equals A's view as of N (N inside a segment).
     let n = end / 2 + 3;
@@ -334,6 +340,22 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
         assert_eq!(as_of.stdout, restored.stdout, "upgrade {id}");
     }
     ok(logbook(c.path(), &endpoint, &["verify"]));
+    // A point-in-time restore ends in unsealed records: it cannot follow the prefix, and
+    // asking changes nothing in it.
+    let before = events(c.path());
+    let out = logbook(
+        c.path(),
+        &endpoint,
+        &["serve", "--listen", "127.0.0.1:0", "--follow", &url],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a follower's data dir"));
+    assert_eq!(events(c.path()), before);
 
     // One byte changed in one object (its BLAKE3 metadata left alone): refused, named.
     let victim = keys[2].clone();
@@ -371,6 +393,14 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&victim), "names the object: {stderr}");
         assert!(stderr.contains("offset"), "names the offset: {stderr}");
+        // Nothing of the failed restore is left: no segment, no state.sqlite.
+        let left: Vec<_> = std::fs::read_dir(d.path().join("journal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "LOCK")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(!d.path().join("state.sqlite").exists());
         // Put the original bytes back for the next round: flip the same byte again.
         tamper(fix_metadata);
     }
@@ -673,6 +703,17 @@ fn artifacts_multipart_presigned_url_and_retention() {
     );
     assert_eq!(not_yet.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&not_yet.stderr).contains("not uploaded"));
+    assert!(
+        rt.block_on(
+            s3(&sdk)
+                .head_object()
+                .bucket(BUCKET)
+                .key("arts/artifacts/s-1/dumps/old.log")
+                .send()
+        )
+        .is_err(),
+        "asking for a URL uploads nothing"
+    );
 
     // Retention: the expired artifact (uploaded first) loses its file and its object.
     ok(logbook(
@@ -872,6 +913,11 @@ fn serve_follow_is_a_read_only_replica() {
         .send(r#"{"type":"upgrade.completed","upgrade_id":"u-1"}"#)
         .unwrap();
     assert_eq!(refused.status(), 409);
+    assert_eq!(
+        json(format!("{base}/v1/health"))["next_offset"],
+        103,
+        "nothing written"
+    );
     append(100, 50);
     wait_for(&base, 153);
     let view = json(format!("{base}/v1/upgrades/u-1"));
