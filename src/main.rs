@@ -1,16 +1,39 @@
 //! The `logbook` command line: a thin layer over the library, one module per subcommand.
 //! Exit codes: 0 ok, 1 failure found (damage, I/O, lock held), 2 bad usage or input.
+//!
+//! Logging can never take the process down: log lines go to stderr through [`QuietStderr`],
+//! which drops what cannot be written (a full disk, a closed pipe) instead of failing, and the
+//! subscriber is told not to report its own write errors (it would do so with `eprintln!`,
+//! which panics when stderr cannot be written: the cause of a hang an outside test found, where
+//! the journal's threads died logging a full disk).
 
 mod cli;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Standard error that never fails: what cannot be written is dropped (see the module docs).
+struct QuietStderr;
+
+impl Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOGBOOK_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
@@ -20,7 +43,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
             ExitCode::from(cli::exit_code(&error))
         }
     }

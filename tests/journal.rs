@@ -292,7 +292,7 @@ fn second_writer_is_refused_naming_the_holder() {
 fn bad_payloads_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let config = JournalConfig {
-        max_record_bytes: 100,
+        record_bytes_max: 100,
         ..JournalConfig::default()
     };
     let journal = Journal::open(tmp.path(), config).unwrap();

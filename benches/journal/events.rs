@@ -51,27 +51,8 @@ pub struct LineDetails {
     pub az: String,
 }
 
-/// splitmix64: small, fast, deterministic.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+/// splitmix64: small, fast, deterministic (the journal simulator's generator).
+pub use logbook::journal::storage::sim::SimRng as Rng;
 
 const AZS: [&str; 3] = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
 const ADDONS: [&str; 5] = [

@@ -217,7 +217,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
             }
-            print_artifacts(cli.json, std::slice::from_ref(&view));
+            print_artifacts(cli.json, std::slice::from_ref(&view))?;
         }
         Command::Search(s) => {
             let query = ArtifactQuery {
@@ -248,7 +248,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 .take(query.limit.unwrap_or(usize::MAX))
                 .cloned()
                 .collect();
-            print_artifacts(cli.json, &found);
+            print_artifacts(cli.json, &found)?;
         }
         Command::Stats => {
             let journal =
@@ -256,22 +256,25 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             let state = state_at(&journal, Until::End)?;
             let stats = search::statistics(state.artifacts());
             if cli.json {
-                println!("{}", serde_json::to_string(&stats)?);
+                out!("{}", serde_json::to_string(&stats)?);
             } else {
-                println!(
+                out!(
                     "{} artifacts, {} bytes",
-                    stats.total.count, stats.total.bytes
+                    stats.total.count,
+                    stats.total.bytes
                 );
                 for (kind, t) in &stats.by_type {
-                    println!(
+                    out!(
                         "  type   {kind:<14} {:>6} artifacts {:>12} bytes",
-                        t.count, t.bytes
+                        t.count,
+                        t.bytes
                     );
                 }
                 for (status, t) in &stats.by_status {
-                    println!(
+                    out!(
                         "  status {status:<14} {:>6} artifacts {:>12} bytes",
-                        t.count, t.bytes
+                        t.count,
+                        t.bytes
                     );
                 }
             }
@@ -296,14 +299,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
             let uploaded = outcome.map_err(super::aws::s3_error)?;
             if cli.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"artifact_id": id, "s3_key": uploaded.key, "etag": uploaded.etag, "uploaded_now": uploaded.uploaded_now})
                 );
             } else if uploaded.uploaded_now {
-                println!("uploaded {id} to {} (etag {})", uploaded.key, uploaded.etag);
+                out!("uploaded {id} to {} (etag {})", uploaded.key, uploaded.etag);
             } else {
-                println!("{id} was already uploaded to {}", uploaded.key);
+                out!("{id} was already uploaded to {}", uploaded.key);
             }
         }
         Command::Url { id, expires, s3 } => {
@@ -321,12 +324,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 .block_on(presigned_get(&client, s3, &artifact, *expires))
                 .map_err(super::aws::s3_error)?;
             if cli.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"artifact_id": id, "url": url, "expires_in_s": expires.as_secs()})
                 );
             } else {
-                println!("{url}");
+                out!("{url}");
             }
         }
         Command::Retention { now, s3 } => {
@@ -353,15 +356,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 recorder.close()?;
             }
             if cli.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"deleted": deleted, "s3_objects_deleted": objects})
                 );
             } else {
                 if !objects.is_empty() {
-                    println!("deleted {} S3 object(s)", objects.len());
+                    out!("deleted {} S3 object(s)", objects.len());
                 }
-                println!(
+                out!(
                     "deleted {} expired artifacts{}",
                     deleted.len(),
                     if deleted.is_empty() {
@@ -376,12 +379,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_artifacts(json: bool, artifacts: &[ArtifactView]) {
+fn print_artifacts(json: bool, artifacts: &[ArtifactView]) -> std::io::Result<()> {
     for a in artifacts {
         if json {
-            println!("{}", serde_json::to_string(a).unwrap_or_default());
+            out!("{}", serde_json::to_string(a).unwrap_or_default());
         } else {
-            println!(
+            out!(
                 "{} {}/{}/{} [{}] {} bytes sha256:{} {} tags:{} created {}",
                 a.artifact_id,
                 a.session_id,
@@ -396,4 +399,5 @@ fn print_artifacts(json: bool, artifacts: &[ArtifactView]) {
             );
         }
     }
+    Ok(())
 }

@@ -462,7 +462,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     server::check_listen(args.listen, None).map_err(|e| BadInput(e.to_string()))?;
     let dir = cli.journal_dir();
     let config = cli.journal_config()?;
-    let max_record_bytes = config.max_record_bytes;
+    let max_record_bytes = config.record_bytes_max;
     let runtime = server::runtime()?;
     let listener = runtime
         .block_on(server::bind(args.listen, None))
@@ -483,7 +483,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let served = runtime.spawn(server::serve(listener, state.clone(), async move {
         let _ = server_stopped.await;
     }));
-    println!("dashboard: http://{addr}/");
+    out!("dashboard: http://{addr}/");
     let shipper = match &args.s3 {
         Some(location) => Some(background::start_shipper(
             &runtime,
@@ -546,13 +546,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         &mut |_| {},
     )?;
     let data = cli.data.display();
-    println!();
+    out!();
     match &outcome.failed {
-        Some((phase, _)) => println!(
+        Some((phase, _)) => out!(
             "upgrade {} FAILED in {phase} and was rolled back",
             outcome.upgrade_id
         ),
-        None => println!("upgrade {} completed", outcome.upgrade_id),
+        None => out!("upgrade {} completed", outcome.upgrade_id),
     }
     if let Some(view) = recorder.upgrade(&outcome.upgrade_id) {
         let done = view
@@ -560,7 +560,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|t| t.status == ProgressStatus::Completed)
             .count();
-        println!(
+        out!(
             "status {}, {:.0}% overall, {done}/{} tasks completed, phase {}",
             view.status.as_str(),
             view.percentage,
@@ -568,38 +568,40 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             view.phase
         );
     }
-    println!(
+    out!(
         "recorded {} events at offsets {}..{} in {}",
         outcome.events,
         outcome.start_offset,
         end_offset.saturating_sub(1),
         dir.display()
     );
-    println!(
+    out!(
         "artifacts: {} files in {}/artifacts/{}",
-        outcome.artifacts, data, outcome.session_id
+        outcome.artifacts,
+        data,
+        outcome.session_id
     );
     match &report.damage {
-        None => println!("verify: ok ({} records, chain intact)", report.records),
-        Some(d) => println!("verify: DAMAGED at offset {}: {}", d.offset, d.kind),
+        None => out!("verify: ok ({} records, chain intact)", report.records),
+        Some(d) => out!("verify: DAMAGED at offset {}: {}", d.offset, d.kind),
     }
     if let (Some(next), Some(location)) = (shipped, &args.s3) {
-        println!("s3: offsets below {next} shipped to {location}, artifacts uploaded");
+        out!("s3: offsets below {next} shipped to {location}, artifacts uploaded");
     }
     if let (Some(sent), Some(bus)) = (notified, &args.eventbridge_bus) {
-        println!("eventbridge: {sent} lifecycle events sent to bus {bus}");
+        out!("eventbridge: {sent} lifecycle events sent to bus {bus}");
     }
     let upgrade = &outcome.upgrade_id;
-    println!("\nnext:");
-    println!("  cargo run --release -- --data {data} show upgrade {upgrade}");
-    println!(
+    out!("\nnext:");
+    out!("  cargo run --release -- --data {data} show upgrade {upgrade}");
+    out!(
         "  cargo run --release -- --data {data} tail ws://{addr} --from 0    # while the dashboard runs"
     );
-    println!("  cargo run --release -p logbook-replay -- timeline {data}");
-    println!("  cargo run --release -p logbook-replay -- tasks {data}");
-    println!("  cargo run --release -p logbook-replay -- verify {data}");
+    out!("  cargo run --release -p logbook-replay -- timeline {data}");
+    out!("  cargo run --release -p logbook-replay -- tasks {data}");
+    out!("  cargo run --release -p logbook-replay -- verify {data}");
     if !args.exit {
-        println!("\ndashboard: http://{addr}/ (Ctrl-C to stop)");
+        out!("\ndashboard: http://{addr}/ (Ctrl-C to stop)");
         runtime.block_on(super::serve::shutdown_signal());
     }
     let _ = stop_server.send(());

@@ -1,4 +1,25 @@
 //! Global options, the subcommand list, and how errors map to exit codes.
+//!
+//! Output: commands write stdout through [`out!`] (a closed stdout ends the command quietly:
+//! the `BrokenPipe` error reaches `main`, which exits 0 as other Unix tools do) and notes for
+//! the operator through [`note!`] (a stderr that cannot be written, a full disk or a closed
+//! pipe, is ignored: printing never panics and never fails a command that did its work).
+
+/// `writeln!` to stdout, returning its error (`?`): see the module docs.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// `writeln!` to stderr, ignoring its error: see the module docs.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
 
 mod artifacts;
 mod aws;

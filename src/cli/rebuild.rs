@@ -3,6 +3,7 @@
 //! works beside a live writer. Prints the events applied, the checkpoint and the digest of the
 //! projection's content (`--json`: `{"applied":..,"next_offset":..,"digest":..}`).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,7 +49,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let done = projection.catch_up_with(&journal, |progress| {
         bar.set_position(progress.next_offset.saturating_sub(start));
         if args.checkpoints {
-            println!("checkpoint {}", progress.next_offset);
+            // A closed stdout stops the printing, never the rebuild.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "checkpoint {}",
+                progress.next_offset
+            );
         }
     })?;
     bar.finish_and_clear();
@@ -59,13 +65,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "next_offset": done.next_offset,
             "digest": digest,
         });
-        println!("{out}");
+        out!("{out}");
     } else {
-        println!(
+        out!(
             "applied {} events ({} records skipped: not typed events); checkpoint {}",
-            done.applied, done.skipped, done.next_offset
+            done.applied,
+            done.skipped,
+            done.next_offset
         );
-        println!("digest {digest}");
+        out!("digest {digest}");
     }
     Ok(ExitCode::SUCCESS)
 }

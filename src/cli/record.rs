@@ -56,7 +56,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         durability: args.durability,
         ..cli.journal_config()?
     };
-    let max = config.max_record_bytes;
+    let max = config.record_bytes_max;
     let recorder = Recorder::open(cli.journal_dir(), config)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Line>(LINE_QUEUE);
     std::thread::spawn(move || {
@@ -117,7 +117,7 @@ impl Summary {
     ) -> std::io::Result<()> {
         for refused in &report.refused {
             self.refused += 1;
-            eprintln!(
+            note!(
                 "line {}: refused: {}",
                 line_of(refused.line),
                 refused.reason
@@ -125,7 +125,7 @@ impl Summary {
         }
         for already in &report.already_recorded {
             self.already += 1;
-            eprintln!(
+            note!(
                 "line {}: already recorded at offset {} (same id); nothing written",
                 line_of(already.line),
                 already.offset
@@ -227,7 +227,7 @@ fn run_remote(cli: &Cli, args: &Args, to: &str) -> anyhow::Result<ExitCode> {
             if line.len() >= REMOTE_CHUNK_BYTES {
                 // Too big for any request; keep the line (empty) so numbers stay aligned.
                 summary.refused += 1;
-                eprintln!(
+                note!(
                     "line {number}: refused: {} bytes exceeds the {REMOTE_CHUNK_BYTES}-byte request limit",
                     line.len()
                 );

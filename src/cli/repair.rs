@@ -18,13 +18,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let next = journal.next_offset();
     journal.close()?;
     match (&report.repaired, cli.json) {
-        (Some(d), true) => println!(
+        (Some(d), true) => out!(
             "{}",
             serde_json::json!({"repaired": true, "cut_from_offset": d.offset, "bytes_cut": report.repaired_bytes,
                 "reason": d.kind.to_string(), "quarantine": report.quarantine.map(|p| p.display().to_string()),
                 "next_offset": next})
         ),
-        (Some(d), false) => println!(
+        (Some(d), false) => out!(
             "repaired: cut {} bytes from offset {} ({}); kept in {}; recorded as journal.repaired at offset {}",
             report.repaired_bytes,
             d.offset,
@@ -35,11 +35,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default(),
             next - 1
         ),
-        (None, true) => println!(
+        (None, true) => out!(
             "{}",
             serde_json::json!({"repaired": false, "next_offset": next})
         ),
-        (None, false) => println!("nothing to repair: no damage found on open"),
+        (None, false) => out!("nothing to repair: no damage found on open"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -78,7 +78,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         let (report, mut follower) = restored.map_err(super::aws::s3_error)?;
         if cli.json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({
                     "from": args.from.to_string(),
@@ -91,7 +91,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 })
             );
         } else {
-            println!(
+            out!(
                 "restored {} record(s) from {} segment(s) ({} bytes) of {} into {}; chain verified, \
                  views rebuilt{}",
                 report.next_offset,
@@ -109,7 +109,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         if !args.follow {
             return Ok(ExitCode::SUCCESS);
         }
-        eprintln!(
+        note!(
             "following {} (polling its head every {:?}; Ctrl-C to stop)",
             args.from, args.poll_interval
         );
@@ -120,12 +120,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 Ok(0) => {}
                 Ok(n) => {
                     if cli.json {
-                        println!(
+                        out!(
                             "{}",
                             serde_json::json!({"applied": n, "next_offset": follower.next_offset()})
                         );
                     } else {
-                        println!("applied {n} record(s); next offset {}", follower.next_offset());
+                        out!("applied {n} record(s); next offset {}", follower.next_offset());
                     }
                 }
                 Err(error) if error.is_transient() => {
@@ -138,7 +138,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 () = tokio::time::sleep(args.poll_interval) => {}
             }
         }
-        eprintln!("stopped following at offset {}", follower.next_offset());
+        note!("stopped following at offset {}", follower.next_offset());
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -80,7 +80,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     // Refuse before opening (and locking) anything.
     server::check_listen(args.listen, args.token.as_deref()).map_err(bad)?;
     let config = cli.journal_config()?;
-    let max_record_bytes = config.max_record_bytes;
+    let max_record_bytes = config.record_bytes_max;
     let runtime = server::runtime()?;
     let follower = match &args.follow {
         Some(location) => Some(start_following(cli, args, &runtime, location)?),
@@ -155,7 +155,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Err(_) => tracing::warn!("recorder still shared at shutdown; closing it on drop"),
     }
     served?;
-    eprintln!("stopped; journal closed");
+    note!("stopped; journal closed");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -205,9 +205,10 @@ fn start_following(
             &mut |_| {},
             &mut |_| {},
         ))?;
-        eprintln!(
+        note!(
             "restored {} record(s) from {location}; following it every {:?}",
-            report.next_offset, args.poll_interval
+            report.next_offset,
+            args.poll_interval
         );
         follower
     };

@@ -72,7 +72,7 @@ async fn ship(
     .map_err(super::aws::s3_error)?
     .upload_artifacts(!args.no_artifacts);
     if !args.once {
-        eprintln!(
+        note!(
             "shipping {} to {} every {:?} and after each seal (Ctrl-C to stop)",
             cli.data.display(),
             args.s3,
@@ -81,7 +81,7 @@ async fn ship(
         shipper
             .run(args.ship_interval, super::serve::shutdown_signal())
             .await?;
-        eprintln!("stopped");
+        note!("stopped");
         return Ok(ExitCode::SUCCESS);
     }
     once(cli, args, shipper, &recorder).await
@@ -121,7 +121,7 @@ async fn once(
     let next = recorder.journal().next_offset();
     let unshipped = next.saturating_sub(shipper.next_offset());
     if cli.json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "location": args.s3.to_string(),
@@ -134,20 +134,21 @@ async fn once(
             })
         );
     } else {
-        println!(
+        out!(
             "shipped {segments} segment(s), {bytes} bytes, to {}; offsets below {} are in S3",
             args.s3,
             shipper.next_offset()
         );
         if unshipped > 0 {
-            println!(
+            out!(
                 "{unshipped} newer record(s) are in the active segment; they ship once it is \
                  sealed (at most --segment-age after they were written, while a shipper runs)"
             );
         }
-        println!(
+        out!(
             "artifacts: {} uploaded, {} failed",
-            report.artifacts, report.artifact_failures
+            report.artifacts,
+            report.artifact_failures
         );
     }
     Ok(if report.artifact_failures > 0 {

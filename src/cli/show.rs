@@ -51,9 +51,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 BadInput(format!("unknown upgrade {id:?}{}", at_suffix(&args.at)))
             })?;
             if cli.json {
-                println!("{}", serde_json::to_string(&view)?);
+                out!("{}", serde_json::to_string(&view)?);
             } else {
-                print_upgrade(&view);
+                print_upgrade(&view)?;
             }
         }
         What::Session { id } => {
@@ -68,19 +68,21 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 .collect();
             if cli.json {
                 let out = serde_json::json!({"session": session, "artifacts": artifacts});
-                println!("{out}");
+                out!("{out}");
             } else {
-                println!(
+                out!(
                     "session {} (upgrade {}, cluster {})",
-                    session.session_id, session.upgrade_id, session.cluster_name
+                    session.session_id,
+                    session.upgrade_id,
+                    session.cluster_name
                 );
                 for c in &session.collections {
-                    println!("  collection {} \"{}\"", c.collection_id, c.name);
+                    out!("  collection {} \"{}\"", c.collection_id, c.name);
                     for a in artifacts
                         .iter()
                         .filter(|a| a.collection_id == c.collection_id)
                     {
-                        println!(
+                        out!(
                             "    {} {} [{}] {} bytes, {}",
                             a.artifact_id,
                             a.file_name,
@@ -102,8 +104,8 @@ fn at_suffix(at: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-fn print_upgrade(view: &UpgradeView) {
-    println!(
+fn print_upgrade(view: &UpgradeView) -> std::io::Result<()> {
+    out!(
         "upgrade {} ({}, plan {}): {} — phase {}, {:.1}% overall, started {}",
         view.upgrade_id,
         view.cluster_name,
@@ -114,12 +116,12 @@ fn print_upgrade(view: &UpgradeView) {
         format_us(view.started_at_us)
     );
     if let Some(error) = &view.error {
-        println!("  error: {error}");
+        out!("  error: {error}");
     }
     // Parents are listed before their children; print depth-first from each root.
-    fn walk(view: &UpgradeView, parent: Option<&str>, depth: usize) {
+    fn walk(view: &UpgradeView, parent: Option<&str>, depth: usize) -> std::io::Result<()> {
         if depth > 64 {
-            return; // parents always exist before children, so no cycle; bound it anyway
+            return Ok(()); // parents always exist before children, so no cycle; bound it anyway
         }
         for task in view
             .tasks
@@ -127,7 +129,7 @@ fn print_upgrade(view: &UpgradeView) {
             .filter(|t| t.parent_id.as_deref() == parent)
         {
             let filled = (task.effective_percentage / 5.0).round() as usize;
-            println!(
+            out!(
                 "  {}{:<32} [{:<20}] {:>5.1}% {}{}",
                 "  ".repeat(depth),
                 task.name,
@@ -139,8 +141,9 @@ fn print_upgrade(view: &UpgradeView) {
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
             );
-            walk(view, Some(&task.task_id), depth + 1);
+            walk(view, Some(&task.task_id), depth + 1)?;
         }
+        Ok(())
     }
-    walk(view, None, 0);
+    walk(view, None, 0)
 }

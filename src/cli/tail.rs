@@ -181,7 +181,7 @@ async fn follow(json: bool, base: &str, args: &Args) -> anyhow::Result<ExitCode>
                 backoff = BACKOFF_MIN;
                 match connection(socket, json, args.count, &mut last, &mut printed).await? {
                     Outcome::Done => return Ok(ExitCode::SUCCESS),
-                    Outcome::Dropped(why) => eprintln!("logbook tail: {why}; reconnecting"),
+                    Outcome::Dropped(why) => note!("logbook tail: {why}; reconnecting"),
                 }
             }
             Err(tungstenite::Error::Http(response)) => {
@@ -199,9 +199,9 @@ async fn follow(json: bool, base: &str, args: &Args) -> anyhow::Result<ExitCode>
                     }
                     anyhow::bail!(message);
                 }
-                eprintln!("logbook tail: {message}; retrying in {backoff:?}");
+                note!("logbook tail: {message}; retrying in {backoff:?}");
             }
-            Err(error) => eprintln!("logbook tail: {error}; retrying in {backoff:?}"),
+            Err(error) => note!("logbook tail: {error}; retrying in {backoff:?}"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);

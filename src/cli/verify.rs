@@ -42,14 +42,16 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             "torn_tail_bytes": report.torn_tail_bytes,
             "damage": damage,
         });
-        println!("{out}");
+        out!("{out}");
     } else {
         match &report.damage {
-            None => println!(
+            None => out!(
                 "ok: {} records in {} sealed and {} unsealed segments; chain head {head}",
-                report.records, report.sealed_segments, report.unsealed_segments
+                report.records,
+                report.sealed_segments,
+                report.unsealed_segments
             ),
-            Some(d) => println!(
+            Some(d) => out!(
                 "DAMAGED: first bad offset {} in {}: {} ({} records before it verified)",
                 d.offset,
                 d.segment.display(),
@@ -58,7 +60,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             ),
         }
         if report.torn_tail_bytes > 0 {
-            println!(
+            out!(
                 "note: {} bytes of torn tail after the last whole record (an unacknowledged write cut short; cut on the next open)",
                 report.torn_tail_bytes
             );

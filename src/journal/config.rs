@@ -1,8 +1,11 @@
-//! Journal configuration: durability policy, segment rolling, block size, bounds.
+//! Journal configuration: durability policy, segment rolling, block size, bounds, and the
+//! storage the files live on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{JournalError, Result};
+use super::storage::Storage;
 
 /// When an append is acknowledged; see the `writer` module for the exact guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +59,15 @@ pub struct JournalConfig {
     /// zstd level for sealed blocks.
     pub compression_level: i32,
     /// Largest payload accepted.
-    pub max_record_bytes: usize,
+    pub record_bytes_max: usize,
     /// Bound of the pending buffer between producers and the flusher.
     pub queue_bytes: usize,
     /// Records between sparse index points of the active segment.
     pub index_interval: u64,
     /// On open, cut damaged committed records instead of refusing (recorded in the journal).
     pub repair: bool,
+    /// Where the files live: the operating system's file system, or a simulation in tests.
+    pub storage: Arc<dyn Storage>,
 }
 
 impl Default for JournalConfig {
@@ -73,10 +78,11 @@ impl Default for JournalConfig {
             segment_age: Duration::from_secs(10),
             block_bytes: 1 << 20,
             compression_level: 3,
-            max_record_bytes: 4 << 20,
+            record_bytes_max: 4 << 20,
             queue_bytes: 4 << 20,
             index_interval: 128,
             repair: false,
+            storage: super::storage::os(),
         }
     }
 }
@@ -94,8 +100,8 @@ impl JournalConfig {
         if self.block_bytes == 0 || self.block_bytes > 16 << 20 {
             return bad("block_bytes must be in 1..=16 MiB");
         }
-        if self.max_record_bytes == 0 || self.max_record_bytes > 16 << 20 {
-            return bad("max_record_bytes must be in 1..=16 MiB");
+        if self.record_bytes_max == 0 || self.record_bytes_max > 16 << 20 {
+            return bad("record_bytes_max must be in 1..=16 MiB");
         }
         if self.queue_bytes < 64 << 10 {
             return bad("queue_bytes must be at least 64 KiB");

@@ -57,6 +57,10 @@ pub enum JournalError {
     /// A configuration value is out of range.
     #[error("invalid journal configuration: {0}")]
     Config(String),
+    /// Segments cannot be imported into this directory (see `journal::import`), or a repair
+    /// cannot be applied.
+    #[error("{0}")]
+    Import(String),
     /// A reader was asked for an offset that does not exist yet.
     #[error("offset {offset} is beyond the end of the journal (next offset is {next})")]
     OffsetBeyondEnd {

@@ -2,48 +2,65 @@
 //!
 //! Files (`<data>/journal/`): `LOCK` (writer lock), unsealed segments `{first}.log` in the frame
 //! format of [`record`], sealed segments `{first}-{last}.seg.zst` in the format of [`segment`],
-//! and `quarantine/` for bytes cut by recovery. The byte-level format is specified in
+//! and `quarantine/` for bytes cut by recovery or repair. The byte-level format is specified in
 //! `schemas/journal-format.md`.
+//!
+//! **The journal owns every byte under `journal/`.** Nothing else in Logbook creates, renames or
+//! deletes a file there: appends go through [`Journal`], restored or followed segments through
+//! [`Importer`] (temporary file → fsync → rename → directory fsync, names from [`names`]), and
+//! every file operation through [`storage`], so tests can simulate power loss and I/O errors.
 //!
 //! | file | role |
 //! |---|---|
 //! | [`record`] | frame codec of unsealed segments, the BLAKE3 chain |
-//! | [`segment`] | sealed segments: blocks, footer, builder and decoder |
-//! | [`writer`] | producers → pending buffer → flusher thread (group commit, roll) |
-//! | [`sealer`] | compresses rolled segments off the append path |
+//! | [`segment`] | sealed segments: blocks, footer (the one footer reader), builder, decoder |
+//! | `shared` | the sequencer, watermarks, catalog and failure shared by all threads |
+//! | `writer` | the flusher thread: group commit, roll |
+//! | `sealer` | compresses rolled segments off the append path |
 //! | [`reader`] | reads from an offset or a time, waits for new records |
 //! | [`recovery`] | open: torn tail vs damage, leftovers from crashes |
+//! | [`repair`] | cutting damage in the active segment or a sealed one, and replacing a segment |
+//! | [`import`] | [`Importer`]: verified sealed segments into a directory (restore, follow) |
+//! | [`anchor`] | [`Anchor`]: an offset and the chain hash before it, for derived copies |
 //! | [`verify`] | full check of a directory |
-//! | [`catalog`], [`watermark`], [`lock`], [`names`], [`varint`] | shared state and small parts |
+//! | [`storage`] | the file I/O trait, the OS implementation and the simulator |
+//! | `catalog`, `watermark`, [`lock`], [`names`], `varint` | shared state and small parts |
 
-pub mod catalog;
+pub mod anchor;
+pub(crate) mod catalog;
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod lock;
 pub mod names;
 pub mod reader;
 pub mod record;
 pub mod recovery;
-pub mod sealer;
+pub mod repair;
+pub(crate) mod sealer;
 pub mod segment;
+pub(crate) mod shared;
+pub mod storage;
 pub mod varint;
 pub mod verify;
-pub mod watermark;
-pub mod writer;
+pub(crate) mod watermark;
+pub(crate) mod writer;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+pub use anchor::{Anchor, AnchorCheck};
 pub use config::{Durability, JournalConfig};
 pub use error::{Damage, DamageKind, JournalError, Result};
+pub use import::Importer;
 pub use reader::{Reader, StartAt};
 pub use record::Record;
 pub use recovery::RecoveryReport;
+pub use shared::Sequenced;
 pub use verify::{VerifyReport, verify_dir};
-pub use writer::Sequenced;
 
 /// A sealed segment file of the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,10 +73,39 @@ pub struct SealedSegment {
     pub path: PathBuf,
 }
 
-use lock::DirLock;
+/// How a journal was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The single writer: holds the lock, appends, seals.
+    Writer,
+    /// A reader: no lock, changes nothing on disk, sees what was committed when it opened.
+    ReadOnly,
+    /// A read-only replica of a directory a follower extends: [`Journal::refresh`] adopts the
+    /// sealed segments added after its end.
+    Replica,
+}
+
 use recovery::{Mode, recover};
-use watermark::Watermark;
-use writer::{ActiveSegment, Flusher, Sequencer, Shared};
+use shared::{Sequencer, Shared};
+use storage::DirGuard;
+use writer::{ActiveSegment, Flusher};
+
+/// Runs `log` (a `tracing` call), swallowing a panic: a subscriber that panics (a full stderr,
+/// a broken writer) must never take down a journal thread. Logging can fail; the journal goes on.
+pub(crate) fn quietly(log: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(log));
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
 
 /// An open journal. Appends may come from many threads and tasks at once (`&self`).
 #[derive(Debug)]
@@ -67,29 +113,29 @@ pub struct Journal {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     report: RecoveryReport,
-    read_only: bool,
-    /// Opened with [`Journal::open_replica`].
-    replica: bool,
-    _lock: Option<DirLock>,
+    access: Access,
+    _lock: Option<Box<dyn DirGuard>>,
 }
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` as its single writer.
     ///
     /// Fails with [`JournalError::Locked`] if another process writes it, and with
-    /// [`JournalError::Damaged`] if committed records are damaged (unless `config.repair`).
+    /// [`JournalError::Damaged`] if committed records are damaged (unless `config.repair`, which
+    /// cuts damage in the active segment; damage in a sealed segment needs [`repair`]).
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| JournalError::io(&dir, e))?;
-        let lock = DirLock::acquire(&dir)?;
+        let storage = config.storage.clone();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| JournalError::io(&dir, e))?;
+        let lock = storage.lock(&dir)?;
         let recovered = recover(&dir, &config, Mode::Write)?;
         let (active, catalog_tail) = match recovered.active {
             Some(tail) => {
-                let file = std::fs::OpenOptions::new()
-                    .append(true)
-                    .read(true)
-                    .open(&tail.path)
+                let file = storage
+                    .open_append(&tail.path)
                     .map_err(|e| JournalError::io(&tail.path, e))?;
                 let active = ActiveSegment {
                     first: tail.first,
@@ -105,7 +151,7 @@ impl Journal {
             }
             None => {
                 let first = recovered.next_offset;
-                let file = writer::create_segment_file(&dir, first)?;
+                let file = writer::create_segment_file(storage.as_ref(), &dir, first)?;
                 let path = dir.join(names::raw(first));
                 let entry = catalog::SegmentEntry {
                     first,
@@ -131,28 +177,12 @@ impl Journal {
         };
         let mut catalog = recovered.catalog;
         catalog.segments.extend(catalog_tail);
-        let next = recovered.next_offset;
-        let shared = Arc::new(Shared {
-            dir: dir.clone(),
+        let shared = Arc::new(Shared::new(
+            dir.clone(),
             config,
-            seq: Mutex::new(Sequencer {
-                next_offset: next,
-                last_ts: recovered.last_ts,
-                pending: Vec::new(),
-                pending_records: 0,
-                wake_at: 1,
-                flusher_waiting: false,
-                closing: false,
-                roll_requested: false,
-            }),
-            data_cv: Condvar::new(),
-            space_cv: Condvar::new(),
-            space_notify: tokio::sync::Notify::new(),
-            visible: Watermark::new(next),
-            durable: Watermark::new(next),
-            catalog: RwLock::new(catalog),
-            failure: Mutex::new(None),
-        });
+            Sequencer::new(recovered.next_offset, recovered.last_ts, false),
+            catalog,
+        ));
         let (seal_tx, seal_rx) = std::sync::mpsc::sync_channel(sealer::SEAL_QUEUE);
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -165,15 +195,11 @@ impl Journal {
             "logbook-sealer",
             Box::new(move || sealer::run(sealer_shared, seal_rx)),
         )?;
-        // Segments left unsealed by a crash: sealed first (the queue is bounded).
-        for job in recovered.seal_jobs {
-            let _ = seal_tx.send(job);
-        }
         let flusher = Flusher {
             shared: shared.clone(),
             active,
             chain: recovered.chain,
-            sealer: seal_tx,
+            sealer: seal_tx.clone(),
             unsynced: false,
             last_sync: Instant::now(),
             last_batch_records: 1,
@@ -187,58 +213,48 @@ impl Journal {
             shared,
             threads: Mutex::new(threads),
             report: recovered.report,
-            read_only: false,
-            replica: false,
+            access: Access::Writer,
             _lock: Some(lock),
         };
-        if let Some(damage) = &journal.report.repaired {
-            let note = serde_json::json!({
-                "type": "journal.repaired",
-                "cut_from_offset": damage.offset,
-                "bytes_cut": journal.report.repaired_bytes,
-                "segment": damage.segment.display().to_string(),
-                "reason": damage.kind.to_string(),
-                "quarantine": journal.report.quarantine.as_ref().map(|p| p.display().to_string()),
-            });
-            let end = journal.shared.sequence(&[note.to_string()])?.offsets.end;
-            if !journal.shared.durable.wait(end, None) {
-                return Err(journal.shared.stopped_error());
-            }
+        // Segments left unsealed by a crash are sealed first. Sent from here (not before the
+        // flusher exists) so a full queue can never block open: the sealer is running.
+        for job in recovered.seal_jobs {
+            seal_tx
+                .send(job)
+                .map_err(|_| JournalError::WriterFailed("the sealer thread stopped".into()))?;
         }
+        drop(seal_tx);
         Ok(journal)
     }
 
     /// Opens the journal in `dir` for reading only: takes no lock and changes nothing on disk,
     /// so it can run beside a live writer. It sees the records committed when it opened.
     pub fn open_read_only(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal> {
-        let journal = Journal::open_unlocked(dir, config, false)?;
+        let journal = Journal::open_unlocked(dir, config, Access::ReadOnly)?;
         journal.shared.visible.close();
         journal.shared.durable.close();
+        journal.shared.sealed.close();
         Ok(journal)
     }
 
     /// Opens `dir` as a replica: read-only like [`Journal::open_read_only`] (no lock, nothing
     /// changed on disk), but [`Journal::refresh`] adopts sealed segments that appear after its
-    /// end (written by a follower, see `s3::restore`), and waiting readers see them.
+    /// end (written by a follower through an [`Importer`]), and waiting readers see them.
     pub fn open_replica(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal> {
-        Journal::open_unlocked(dir, config, true)
+        Journal::open_unlocked(dir, config, Access::Replica)
     }
 
     /// A replica: adopts the sealed segments that now continue the journal and wakes waiting
     /// readers; the new end. Other journals: their end.
     pub fn refresh(&self) -> Result<u64> {
         let end = self.next_offset();
-        if !self.replica {
+        if self.access != Access::Replica {
             return Ok(end);
         }
-        let listing = recovery::list(&self.shared.dir)?;
+        let listing = recovery::list(self.shared.config.storage.as_ref(), &self.shared.dir)?;
         let mut added = end;
         {
-            let mut catalog = self
-                .shared
-                .catalog
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut catalog = self.shared.catalog_mut();
             if catalog
                 .segments
                 .last()
@@ -266,8 +282,9 @@ impl Journal {
         }
         if added > end {
             self.shared.lock_seq().next_offset = added;
-            self.shared.visible.advance(added);
-            self.shared.durable.advance(added);
+            self.shared.advance_visible(added);
+            self.shared.advance_durable(added);
+            self.shared.advance_sealed();
         }
         Ok(added)
     }
@@ -275,39 +292,22 @@ impl Journal {
     fn open_unlocked(
         dir: impl AsRef<Path>,
         config: JournalConfig,
-        replica: bool,
+        access: Access,
     ) -> Result<Journal> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let recovered = recover(&dir, &config, Mode::ReadOnly)?;
-        let next = recovered.next_offset;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             dir,
             config,
-            seq: Mutex::new(Sequencer {
-                next_offset: next,
-                last_ts: recovered.last_ts,
-                pending: Vec::new(),
-                pending_records: 0,
-                wake_at: 1,
-                flusher_waiting: false,
-                closing: true,
-                roll_requested: false,
-            }),
-            data_cv: Condvar::new(),
-            space_cv: Condvar::new(),
-            space_notify: tokio::sync::Notify::new(),
-            visible: Watermark::new(next),
-            durable: Watermark::new(next),
-            catalog: RwLock::new(recovered.catalog),
-            failure: Mutex::new(None),
-        });
+            Sequencer::new(recovered.next_offset, recovered.last_ts, true),
+            recovered.catalog,
+        ));
         Ok(Journal {
             shared,
             threads: Mutex::new(Vec::new()),
             report: recovered.report,
-            read_only: true,
-            replica,
+            access,
             _lock: None,
         })
     }
@@ -317,9 +317,25 @@ impl Journal {
         &self.shared.dir
     }
 
+    /// How it was opened.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &JournalConfig {
+        &self.shared.config
+    }
+
     /// What opening found (torn tail cut, repair, segment counts).
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
+    }
+
+    /// Why the journal failed, if it did: after a failure every append and wait returns
+    /// [`JournalError::WriterFailed`] with this cause.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
     }
 
     /// The sealed segment files, in offset order (immutable once listed; what the S3 shipper
@@ -349,15 +365,38 @@ impl Journal {
             .collect()
     }
 
+    /// The footer of a sealed segment (read once and cached).
+    pub fn footer(&self, segment: &SealedSegment) -> Result<Arc<segment::Footer>> {
+        let cell = {
+            let catalog = self.shared.catalog();
+            match catalog.locate(segment.first).map(|e| &e.state) {
+                Some(catalog::SegmentState::Sealed { footer, .. }) => Some(footer.clone()),
+                _ => None,
+            }
+        };
+        let storage = self.shared.config.storage.as_ref();
+        match cell {
+            Some(cell) => match cell.get() {
+                Some(footer) => Ok(footer.clone()),
+                None => {
+                    let footer = Arc::new(recovery::read_footer(storage, &segment.path)?);
+                    let _ = cell.set(footer.clone());
+                    Ok(footer)
+                }
+            },
+            None => Ok(Arc::new(recovery::read_footer(storage, &segment.path)?)),
+        }
+    }
+
     /// Rolls the active segment now (if it holds records) and waits up to `timeout` until every
     /// record committed before the call is in a sealed segment; whether they are. For shipping
-    /// on demand (`logbook ship --once --seal`); sealing otherwise happens by size and age.
+    /// on demand (`logbook ship --once`); sealing otherwise happens by size and age.
     pub fn seal_now(&self, timeout: std::time::Duration) -> Result<bool> {
         let target = self.next_offset();
         if self.sealed_end() >= target {
             return Ok(true);
         }
-        if self.read_only {
+        if self.access != Access::Writer {
             return Ok(false);
         }
         {
@@ -365,38 +404,29 @@ impl Journal {
             seq.roll_requested = true;
             self.shared.data_cv.notify_one();
         }
-        let deadline = Instant::now() + timeout;
-        while self.sealed_end() < target {
-            if let Some(error) = self
-                .shared
-                .failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-            {
-                return Err(JournalError::WriterFailed(error.clone()));
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        if self
+            .shared
+            .sealed
+            .wait(target, Some(Instant::now() + timeout))
+        {
+            return Ok(true);
         }
-        Ok(true)
+        match self.shared.failure() {
+            Some(error) => Err(JournalError::WriterFailed(error)),
+            None => Ok(false),
+        }
     }
 
-    /// One past the last offset held in a sealed segment (0 if none is sealed): what a shipper
-    /// can ship. Reads the catalog's tail only.
+    /// Waits (asynchronously) until the sealed end passes `offset`; `false` if the journal
+    /// closed or failed first. Shippers wait here instead of polling.
+    pub async fn wait_sealed_beyond(&self, offset: u64) -> bool {
+        self.shared.sealed.wait_async(offset + 1).await
+    }
+
+    /// One past the last offset of the contiguous sealed segments from offset 0 (0 if none):
+    /// what a shipper can ship.
     pub fn sealed_end(&self) -> u64 {
-        self.shared
-            .catalog()
-            .segments
-            .iter()
-            .rev()
-            .find_map(|s| match &s.state {
-                catalog::SegmentState::Sealed { last, .. } => Some(last + 1),
-                catalog::SegmentState::Raw { .. } => None,
-            })
-            .unwrap_or(0)
+        self.shared.sealed.get()
     }
 
     /// The offset the next committed record will have (= number of committed records).
@@ -407,6 +437,17 @@ impl Journal {
     /// Offsets below this are durable (fsynced).
     pub fn durable_offset(&self) -> u64 {
         self.shared.durable.get()
+    }
+
+    /// Waits up to `deadline` until the durable offset reaches `target`; whether it did.
+    pub fn wait_durable(&self, target: u64, deadline: Option<Instant>) -> bool {
+        self.shared.durable.wait(target, deadline)
+    }
+
+    /// Async form of [`Journal::wait_durable`] (no deadline: it returns `false` once the
+    /// journal closes or fails).
+    pub async fn wait_durable_async(&self, target: u64) -> bool {
+        self.shared.durable.wait_async(target).await
     }
 
     /// Appends one record; returns its offset once acknowledged under the durability policy.
@@ -454,7 +495,7 @@ impl Journal {
     }
 
     fn writable(&self) -> Result<()> {
-        if self.read_only {
+        if self.access != Access::Writer {
             return Err(JournalError::ReadOnly);
         }
         Ok(())
@@ -483,10 +524,11 @@ impl Journal {
     }
 
     fn shutdown(&self) -> Result<()> {
-        if self.read_only {
+        if self.access != Access::Writer {
             // Waiting readers of a replica end.
             self.shared.visible.close();
             self.shared.durable.close();
+            self.shared.sealed.close();
         }
         {
             let mut seq = self.shared.lock_seq();
@@ -497,17 +539,12 @@ impl Journal {
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         for handle in threads {
             if handle.join().is_err() {
-                tracing::error!("a journal thread panicked");
+                self.shared.fail("a journal thread panicked");
             }
         }
-        match self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            Some(msg) => Err(JournalError::WriterFailed(msg.clone())),
+        self.shared.sealed.close();
+        match self.shared.failure() {
+            Some(msg) => Err(JournalError::WriterFailed(msg)),
             None => Ok(()),
         }
     }

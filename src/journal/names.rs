@@ -2,7 +2,8 @@
 //!
 //! - active or rolled (unsealed) segment: `{first:020}.log`
 //! - sealed segment: `{first:020}-{last:020}.seg.zst`
-//! - a sealed segment being written: `{first:020}-{last:020}.seg.zst.tmp` (deleted on open)
+//! - a segment file being written (sealed, imported or repaired): its name + `.tmp` (deleted on
+//!   open)
 //!
 //! Offsets are zero-padded to 20 digits so lexical order is offset order.
 
@@ -37,13 +38,20 @@ pub fn sealed(first: u64, last: u64) -> String {
 
 /// Name of the temporary file a sealed segment is written to before its rename.
 pub fn sealed_temp(first: u64, last: u64) -> String {
-    format!("{}.tmp", sealed(first, last))
+    temp(&sealed(first, last))
+}
+
+/// Name of the temporary file the segment file `name` is written to before its rename.
+pub fn temp(name: &str) -> String {
+    format!("{name}.tmp")
 }
 
 /// Parses a journal file name; `None` for files that are not segments (e.g. `LOCK`).
 pub fn parse(name: &str) -> Option<SegmentName> {
-    if name.ends_with(".seg.zst.tmp") {
-        return Some(SegmentName::Temp);
+    if let Some(stem) = name.strip_suffix(".tmp") {
+        return parse(stem)
+            .filter(|n| *n != SegmentName::Temp)
+            .map(|_| SegmentName::Temp);
     }
     if let Some(stem) = name.strip_suffix(".seg.zst") {
         let (first, last) = stem.split_once('-')?;
@@ -75,6 +83,7 @@ mod tests {
             let last = first + len;
             prop_assert_eq!(parse(&sealed(first, last)), Some(SegmentName::Sealed { first, last }));
             prop_assert_eq!(parse(&sealed_temp(first, last)), Some(SegmentName::Temp));
+            prop_assert_eq!(parse(&temp(&raw(first))), Some(SegmentName::Temp));
         }
     }
 

@@ -10,10 +10,8 @@
 //! Reading from offset N in a sealed segment decompresses only the block holding N.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::catalog::{FooterCell, SegmentEntry, SegmentState};
@@ -21,7 +19,8 @@ use super::error::{Damage, DamageKind, JournalError, Result};
 use super::record::{Record, chain_hash, decode_frame};
 use super::recovery::{read_footer, sealed_twin};
 use super::segment::{Footer, decode_block, decompress_block};
-use super::writer::Shared;
+use super::shared::Shared;
+use super::storage::StorageFile;
 
 /// Where a reader starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +44,7 @@ pub struct Reader {
     shared: Arc<Shared>,
     next: u64,
     block: VecDeque<Record>,
-    sealed_file: Option<(u64, File)>,
+    sealed_file: Option<(u64, Box<dyn StorageFile>)>,
     raw: Option<RawCursor>,
 }
 
@@ -53,7 +52,7 @@ pub struct Reader {
 struct RawCursor {
     first: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn StorageFile>,
     /// File position of `buf[0]`.
     buf_pos: u64,
     buf: Vec<u8>,
@@ -181,9 +180,8 @@ impl Reader {
             Some(bytes) => bytes,
             None => cursor
                 .file
-                .metadata()
-                .map_err(|e| JournalError::io(&cursor.path, e))?
-                .len(),
+                .len()
+                .map_err(|e| JournalError::io(&cursor.path, e))?,
         };
         match cursor.read_frame(committed, limit)? {
             Some(record) => Ok(Some(record)),
@@ -212,7 +210,7 @@ impl Reader {
                 let Some(point) = i.checked_sub(1).and_then(|i| index.get(i)) else {
                     return Ok(());
                 };
-                let file = match File::open(&entry.path) {
+                let file = match self.shared.config.storage.open_read(&entry.path) {
                     Ok(file) => file,
                     // Sealed and removed since we looked. A writer's own catalog already says so;
                     // a read-only snapshot learns it here, so the next reposition finds the twin.
@@ -239,9 +237,8 @@ impl Reader {
                         Some(c) => c,
                         None => cursor
                             .file
-                            .metadata()
-                            .map_err(|e| JournalError::io(&cursor.path, e))?
-                            .len(),
+                            .len()
+                            .map_err(|e| JournalError::io(&cursor.path, e))?,
                     };
                     if cursor.read_frame(committed, limit)?.is_none() {
                         self.raw = None;
@@ -253,18 +250,15 @@ impl Reader {
     }
 
     fn adopt_sealed_twin(&self, first: u64, gone: std::io::Error) -> Result<()> {
-        let mut catalog = self
-            .shared
-            .catalog
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let storage = self.shared.config.storage.as_ref();
+        let mut catalog = self.shared.catalog_mut();
         let Some(entry) = catalog.entry_mut(first) else {
             return Ok(());
         };
         if matches!(entry.state, SegmentState::Sealed { .. }) {
             return Ok(());
         }
-        let Some((last, twin)) = sealed_twin(&self.shared.dir, first)? else {
+        let Some((last, twin)) = sealed_twin(storage, &self.shared.dir, first)? else {
             return Err(JournalError::io(&entry.path, gone));
         };
         entry.path = twin;
@@ -279,7 +273,7 @@ impl Reader {
         if let Some(footer) = cell.get() {
             return Ok(footer.clone());
         }
-        let footer = Arc::new(read_footer(path)?);
+        let footer = Arc::new(read_footer(self.shared.config.storage.as_ref(), path)?);
         let _ = cell.set(footer.clone());
         Ok(footer)
     }
@@ -301,7 +295,12 @@ impl Reader {
             return Ok(());
         };
         if self.sealed_file.as_ref().is_none_or(|(f, _)| *f != first) {
-            let file = File::open(path).map_err(|e| JournalError::io(path, e))?;
+            let file = self
+                .shared
+                .config
+                .storage
+                .open_read(path)
+                .map_err(|e| JournalError::io(path, e))?;
             self.sealed_file = Some((first, file));
         }
         let mut compressed = vec![0u8; entry.compressed_len as usize];

@@ -26,7 +26,7 @@ pub const FRAME_OVERHEAD_BYTES: usize = FRAME_PREFIX_BYTES + BODY_FIXED_BYTES;
 /// The chain hash that precedes offset 0.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// Largest payload the format allows; decoders accept up to this whatever the appending
-/// configuration was (`JournalConfig::max_record_bytes` may only be lower).
+/// configuration was (`JournalConfig::record_bytes_max` may only be lower).
 pub const PAYLOAD_BYTES_MAX: usize = 16 << 20;
 /// The payload schema version written by this build.
 pub const CURRENT_SCHEMA_VERSION: u16 = 1;

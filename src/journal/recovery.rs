@@ -16,8 +16,8 @@
 //! - If a valid frame exists after it, committed records were damaged in place (bit rot, an
 //!   edit, a deleted or reordered record). This is never cut silently: open fails with
 //!   [`JournalError::Damaged`] naming the first bad offset, and the writer refuses to append.
-//!   `JournalConfig::repair` cuts from the damage (bytes quarantined) and the journal records a
-//!   `journal.repaired` event saying what was cut.
+//!   `JournalConfig::repair` cuts from the damage through [`super::repair`] (bytes
+//!   quarantined, a `journal.repaired` note in place of the first cut record).
 //! - Any failed frame in an unsealed segment that is not the last one is damage: segments are
 //!   fsynced before they roll, so they cannot have torn tails.
 //!
@@ -25,8 +25,6 @@
 //! could in principle leave a valid frame after a hole; it is then reported as damage and needs
 //! an explicit repair, which is safe (nothing in it was acknowledged) and recorded.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -36,12 +34,12 @@ use super::error::{Damage, DamageKind, JournalError, Result};
 use super::names::{self, SegmentName};
 use super::record::{FRAME_OVERHEAD_BYTES, GENESIS_HASH, decode_frame, peek_offset};
 use super::sealer::SealJob;
-use super::segment::{Footer, TRAILER_BYTES, decode_trailer};
-use super::writer::sync_dir;
+use super::segment::{Footer, FooterReadError};
+use super::storage::{Storage, sync_dir};
 
 /// How the directory is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// As the single writer: may cut a torn tail, delete leftovers, seal.
     Write,
     /// As a reader beside (or without) a writer: changes nothing on disk.
@@ -67,7 +65,7 @@ pub struct RecoveryReport {
 
 /// The state recovered from disk.
 #[derive(Debug)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     pub catalog: Catalog,
     pub next_offset: u64,
     pub last_ts: i64,
@@ -80,7 +78,7 @@ pub struct Recovered {
 
 /// The last unsealed segment found on disk.
 #[derive(Debug, Clone)]
-pub struct ActiveTail {
+pub(crate) struct ActiveTail {
     pub first: u64,
     pub path: PathBuf,
     pub bytes: u64,
@@ -187,40 +185,21 @@ fn valid_frame_after(bytes: &[u8], from: usize, next: u64, max_payload: usize) -
     })
 }
 
-/// Reads the footer of a sealed segment file (trailer, then footer), checking it.
-pub fn read_footer(path: &Path) -> Result<Footer> {
-    use std::os::unix::fs::FileExt;
-    let damage = |kind| {
-        JournalError::Damaged(Damage {
+/// Reads the footer of a sealed segment file through [`super::segment::read_footer`].
+pub(crate) fn read_footer(storage: &dyn Storage, path: &Path) -> Result<Footer> {
+    let file = storage
+        .open_read(path)
+        .map_err(|e| JournalError::io(path, e))?;
+    let len = file.len().map_err(|e| JournalError::io(path, e))?;
+    let mut read_at = |buf: &mut [u8], pos: u64| file.read_exact_at(buf, pos);
+    super::segment::read_footer(len, &mut read_at).map_err(|e| match e {
+        FooterReadError::Io(e) => JournalError::io(path, e),
+        FooterReadError::Damaged(kind) => JournalError::Damaged(Damage {
             offset: names_first(path),
             segment: path.to_path_buf(),
             kind,
-        })
-    };
-    let file = std::fs::File::open(path).map_err(|e| JournalError::io(path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| JournalError::io(path, e))?
-        .len();
-    let trailer_pos = len
-        .checked_sub(TRAILER_BYTES as u64)
-        .ok_or_else(|| damage(DamageKind::Footer("file shorter than its trailer".into())))?;
-    let mut trailer = [0u8; TRAILER_BYTES];
-    file.read_exact_at(&mut trailer, trailer_pos)
-        .map_err(|e| JournalError::io(path, e))?;
-    let (footer_len, crc) = decode_trailer(&trailer).map_err(damage)?;
-    let footer_pos = trailer_pos
-        .checked_sub(u64::from(footer_len))
-        .ok_or_else(|| damage(DamageKind::Footer("footer length exceeds the file".into())))?;
-    let mut footer = vec![0u8; footer_len as usize];
-    file.read_exact_at(&mut footer, footer_pos)
-        .map_err(|e| JournalError::io(path, e))?;
-    if crc32c::crc32c(&footer) != crc {
-        return Err(damage(DamageKind::Footer(
-            "footer checksum mismatch".into(),
-        )));
-    }
-    Footer::decode(&footer, footer_pos).map_err(damage)
+        }),
+    })
 }
 
 fn names_first(path: &Path) -> u64 {
@@ -246,20 +225,15 @@ pub struct Listing {
 }
 
 /// Lists the segment files in `dir`.
-pub fn list(dir: &Path) -> Result<Listing> {
+pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     let mut listing = Listing::default();
-    let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| JournalError::io(dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
+    let names = storage.list(dir).map_err(|e| JournalError::io(dir, e))?;
+    for name in names {
+        let path = dir.join(&name);
         match names::parse(&name) {
-            Some(SegmentName::Sealed { first, last }) => {
-                listing.sealed.push((first, last, entry.path()))
-            }
-            Some(SegmentName::Raw { first }) => listing.raw.push((first, entry.path())),
-            Some(SegmentName::Temp) => listing.temps.push(entry.path()),
+            Some(SegmentName::Sealed { first, last }) => listing.sealed.push((first, last, path)),
+            Some(SegmentName::Raw { first }) => listing.raw.push((first, path)),
+            Some(SegmentName::Temp) => listing.temps.push(path),
             None => {}
         }
     }
@@ -270,8 +244,12 @@ pub fn list(dir: &Path) -> Result<Listing> {
 
 /// The sealed twin of the unsealed segment starting at `first` (a live writer's sealer replaced
 /// it after a reader listed the directory): its last offset and path.
-pub fn sealed_twin(dir: &Path, first: u64) -> Result<Option<(u64, PathBuf)>> {
-    Ok(list(dir)?
+pub(crate) fn sealed_twin(
+    storage: &dyn Storage,
+    dir: &Path,
+    first: u64,
+) -> Result<Option<(u64, PathBuf)>> {
+    Ok(list(storage, dir)?
         .sealed
         .into_iter()
         .find(|(f, _, _)| *f == first)
@@ -279,12 +257,24 @@ pub fn sealed_twin(dir: &Path, first: u64) -> Result<Option<(u64, PathBuf)>> {
 }
 
 /// Recovers the journal in `dir` (see the module docs).
-pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recovered> {
+pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recovered> {
     let write = mode == Mode::Write;
-    let mut listing = list(dir)?;
+    let storage = config.storage.as_ref();
+    if write {
+        super::repair::finish_intent(storage, dir)?;
+    } else if super::repair::intent_pending(storage, dir) {
+        return Err(JournalError::Import(format!(
+            "{} holds an unfinished repair; open it as the writer (e.g. `logbook verify` after \
+             any writer command) to finish it",
+            dir.display()
+        )));
+    }
+    let mut listing = list(storage, dir)?;
     if write {
         for tmp in &listing.temps {
-            std::fs::remove_file(tmp).map_err(|e| JournalError::io(tmp, e))?;
+            storage
+                .remove_file(tmp)
+                .map_err(|e| JournalError::io(tmp, e))?;
         }
     }
     // A sealed twin exists only after its fsync and rename, so the unsealed file is redundant.
@@ -299,9 +289,11 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
     });
     if write && !superseded.is_empty() {
         for path in &superseded {
-            std::fs::remove_file(path).map_err(|e| JournalError::io(path, e))?;
+            storage
+                .remove_file(path)
+                .map_err(|e| JournalError::io(path, e))?;
         }
-        sync_dir(dir)?;
+        sync_dir(storage, dir)?;
     }
     let mut report = RecoveryReport {
         sealed_segments: listing.sealed.len(),
@@ -357,14 +349,14 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
             continue;
         }
         if let Some((path, cell)) = chain_from.take() {
-            (chain, last_ts) = head_of(&path, &cell)?;
+            (chain, last_ts) = head_of(storage, &path, &cell)?;
         }
         let is_last = i + 1 == count;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match storage.read(&path) {
             Ok(bytes) => bytes,
             // Read-only beside a live writer: sealed since we listed; take the sealed twin.
             Err(e) if !write && e.kind() == std::io::ErrorKind::NotFound => {
-                let Some((last, twin)) = sealed_twin(dir, first)? else {
+                let Some((last, twin)) = sealed_twin(storage, dir, first)? else {
                     return Err(JournalError::io(&path, e));
                 };
                 let cell: FooterCell = Arc::new(OnceLock::new());
@@ -400,13 +392,21 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
                 if !(write && config.repair && is_last) {
                     return Err(JournalError::Damaged(damage));
                 }
-                tracing::warn!(%damage, cut_bytes, "repair: cutting damaged records");
-                report.quarantine = Some(cut(dir, &path, &bytes, problem.pos)?);
-                report.repaired = Some(damage);
-                report.repaired_bytes = cut_bytes;
-            } else {
-                report.torn_tail_bytes = cut_bytes;
-                if write {
+                // An explicit repair of the active segment: cut (recorded by a note in the
+                // journal, bytes kept in quarantine), then open what the cut left.
+                super::quietly(
+                    || tracing::warn!(%damage, cut_bytes, "repair: cutting damaged records"),
+                );
+                let cut = super::repair::cut_locked(storage, dir, &damage, scan.last_hash)?;
+                let mut recovered = recover(dir, config, mode)?;
+                recovered.report.repaired = Some(damage);
+                recovered.report.repaired_bytes = cut.bytes_cut;
+                recovered.report.quarantine = cut.quarantine.first().cloned();
+                return Ok(recovered);
+            }
+            report.torn_tail_bytes = cut_bytes;
+            if write {
+                super::quietly(|| {
                     tracing::warn!(
                         segment = %path.display(),
                         cut_bytes,
@@ -414,8 +414,8 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
                         reason = %problem.kind,
                         "cut torn tail (an unacknowledged write cut short by a crash)"
                     );
-                    report.quarantine = Some(cut(dir, &path, &bytes, problem.pos)?);
-                }
+                });
+                report.quarantine = Some(cut(storage, dir, &path, &bytes, problem.pos)?);
             }
         }
         catalog.segments.push(SegmentEntry {
@@ -449,7 +449,7 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
         expected = scan.next;
     }
     if let Some((path, cell)) = chain_from.take() {
-        (chain, last_ts) = head_of(&path, &cell)?;
+        (chain, last_ts) = head_of(storage, &path, &cell)?;
     }
     Ok(Recovered {
         catalog,
@@ -463,11 +463,11 @@ pub fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<Recover
 }
 
 /// Chain hash and timestamp at the end of a sealed segment, caching its footer.
-fn head_of(path: &Path, cell: &FooterCell) -> Result<([u8; 32], i64)> {
+fn head_of(storage: &dyn Storage, path: &Path, cell: &FooterCell) -> Result<([u8; 32], i64)> {
     let footer = match cell.get() {
         Some(footer) => footer.clone(),
         None => {
-            let footer = Arc::new(read_footer(path)?);
+            let footer = Arc::new(read_footer(storage, path)?);
             let _ = cell.set(footer.clone());
             footer
         }
@@ -477,28 +477,47 @@ fn head_of(path: &Path, cell: &FooterCell) -> Result<([u8; 32], i64)> {
 
 /// Moves `bytes[pos..]` of the segment at `path` to the quarantine directory, then truncates
 /// the segment at `pos`. Both are fsynced before returning.
-fn cut(dir: &Path, path: &Path, bytes: &[u8], pos: usize) -> Result<PathBuf> {
-    let qdir = dir.join("quarantine");
-    std::fs::create_dir_all(&qdir).map_err(|e| JournalError::io(&qdir, e))?;
+pub(crate) fn cut(
+    storage: &dyn Storage,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    pos: usize,
+) -> Result<PathBuf> {
     let stem = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("segment");
-    let qpath = qdir.join(format!(
-        "{stem}.at-{pos}.{}.bin",
-        crate::timestamp::now_us()
-    ));
+    let qpath = quarantine(
+        storage,
+        dir,
+        &format!("{stem}.at-{pos}"),
+        bytes.get(pos..).unwrap_or(&[]),
+    )?;
+    storage
+        .truncate(path, pos as u64)
+        .map_err(|e| JournalError::io(path, e))?;
+    Ok(qpath)
+}
+
+/// Keeps `bytes` under `quarantine/` in a new file named after `stem` and the time, fsynced;
+/// its path. Nothing the journal cuts is ever destroyed.
+pub(crate) fn quarantine(
+    storage: &dyn Storage,
+    dir: &Path,
+    stem: &str,
+    bytes: &[u8],
+) -> Result<PathBuf> {
+    let qdir = dir.join("quarantine");
+    storage
+        .create_dir_all(&qdir)
+        .map_err(|e| JournalError::io(&qdir, e))?;
+    let qpath = qdir.join(format!("{stem}.{}.bin", crate::timestamp::now_us()));
     let io = |e| JournalError::io(&qpath, e);
-    let mut out = std::fs::File::create(&qpath).map_err(io)?;
-    out.write_all(bytes.get(pos..).unwrap_or(&[])).map_err(io)?;
+    let mut out = storage.create_new(&qpath).map_err(io)?;
+    out.write_all(bytes).map_err(io)?;
     out.sync_all().map_err(io)?;
-    sync_dir(&qdir)?;
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| JournalError::io(path, e))?;
-    file.set_len(pos as u64)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| JournalError::io(path, e))?;
+    sync_dir(storage, &qdir)?;
+    sync_dir(storage, dir)?;
     Ok(qpath)
 }

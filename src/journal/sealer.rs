@@ -8,27 +8,29 @@
 //! fsync the directory; swap the catalog entry; delete the unsealed file; fsync the directory.
 //! A crash at any point leaves either the unsealed file (sealed again on open) or both (the
 //! unsealed one is deleted on open, since the rename only happens after the fsync).
-//! A segment that fails to seal stays unsealed and readable; the failure is logged.
+//! A segment that fails to seal (an I/O error, damage, a panic) stays unsealed and readable,
+//! and fails the journal: appends are refused with the cause, every waiter is woken, and the
+//! next open seals it again. The sealed watermark advances after each seal, waking shippers.
 
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use super::catalog::SegmentState;
 use super::error::{Damage, DamageKind, JournalError, Result};
 use super::names;
 use super::record::decode_frame;
 use super::segment::SegmentBuilder;
-use super::writer::{Shared, sync_dir};
+use super::shared::Shared;
+use super::storage::{FileWriter, sync_dir};
 
 /// Rolled segments that may wait for the sealer before rolling blocks the flusher.
 pub const SEAL_QUEUE: usize = 4;
 
 /// A rolled segment to seal.
 #[derive(Debug, Clone)]
-pub struct SealJob {
+pub(crate) struct SealJob {
     pub first: u64,
     pub last: u64,
     pub path: PathBuf,
@@ -36,28 +38,47 @@ pub struct SealJob {
     pub prev_hash: [u8; 32],
 }
 
-/// Runs until the job channel closes (after the flusher has exited).
-pub fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
+/// Runs until the job channel closes (after the flusher has exited) or a seal fails (which
+/// fails the journal; see the module docs).
+pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
     for job in jobs {
-        let span = tracing::info_span!("seal", first = job.first, last = job.last);
-        let _guard = span.enter();
-        match seal(&shared, &job) {
-            Ok(()) => tracing::debug!("sealed"),
-            Err(error) => tracing::error!(%error, path = %job.path.display(),
-                "sealing failed; the segment stays unsealed and readable"),
-        }
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| seal(&shared, &job)));
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                shared.advance_sealed();
+                super::quietly(|| tracing::debug!(first = job.first, last = job.last, "sealed"));
+                continue;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(panic) => format!(
+                "the sealer thread panicked: {}",
+                super::panic_message(panic.as_ref())
+            ),
+        };
+        shared.fail(&format!(
+            "sealing {} failed (it stays unsealed and readable, and is sealed again on the \
+             next open): {failure}",
+            job.path.display()
+        ));
+        return;
     }
 }
 
 fn seal(shared: &Shared, job: &SealJob) -> Result<()> {
     let dir = &shared.dir;
-    let raw = std::fs::read(&job.path).map_err(|e| JournalError::io(&job.path, e))?;
+    let storage = shared.config.storage.as_ref();
+    let raw = storage
+        .read(&job.path)
+        .map_err(|e| JournalError::io(&job.path, e))?;
     let raw = raw.get(..job.bytes as usize).unwrap_or(&raw);
     let tmp = dir.join(names::sealed_temp(job.first, job.last));
-    let out = File::create(&tmp).map_err(|e| JournalError::io(&tmp, e))?;
+    let mut out = storage
+        .create(&tmp)
+        .map_err(|e| JournalError::io(&tmp, e))?;
     let io = |e| JournalError::io(&tmp, e);
     let mut builder = SegmentBuilder::new(
-        BufWriter::with_capacity(1 << 20, out),
+        BufWriter::with_capacity(1 << 20, FileWriter(out.as_mut())),
         job.first,
         job.prev_hash,
         shared.config.block_bytes,
@@ -65,7 +86,7 @@ fn seal(shared: &Shared, job: &SealJob) -> Result<()> {
     )
     .map_err(io)?;
     let damage = |offset, kind| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = storage.remove_file(&tmp);
         JournalError::Damaged(Damage {
             offset,
             segment: job.path.clone(),
@@ -105,17 +126,16 @@ fn seal(shared: &Shared, job: &SealJob) -> Result<()> {
         ));
     }
     let (footer, writer) = builder.finish().map_err(io)?;
-    let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
+    writer.into_inner().map_err(|e| io(e.into_error()))?;
+    out.sync_all().map_err(io)?;
+    drop(out);
     let sealed = dir.join(names::sealed(job.first, job.last));
-    std::fs::rename(&tmp, &sealed).map_err(|e| JournalError::io(&sealed, e))?;
-    sync_dir(dir)?;
+    storage
+        .rename(&tmp, &sealed)
+        .map_err(|e| JournalError::io(&sealed, e))?;
+    sync_dir(storage, dir)?;
     {
-        let mut catalog = shared
-            .catalog
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut catalog = shared.catalog_mut();
         if let Some(entry) = catalog.entry_mut(job.first) {
             let cell = Arc::new(OnceLock::new());
             let _ = cell.set(Arc::new(footer));
@@ -126,7 +146,9 @@ fn seal(shared: &Shared, job: &SealJob) -> Result<()> {
             };
         }
     }
-    std::fs::remove_file(&job.path).map_err(|e| JournalError::io(&job.path, e))?;
-    sync_dir(dir)?;
+    storage
+        .remove_file(&job.path)
+        .map_err(|e| JournalError::io(&job.path, e))?;
+    sync_dir(storage, dir)?;
     Ok(())
 }

@@ -278,25 +278,63 @@ pub fn decode_trailer(trailer: &[u8]) -> Result<(u32, u32), DamageKind> {
     Ok((len, crc))
 }
 
+/// Why a footer could not be read: the bytes could not be read, or they are not a valid footer.
+#[derive(Debug)]
+pub enum FooterReadError {
+    /// A read failed.
+    Io(std::io::Error),
+    /// The segment's end is not a valid trailer and footer.
+    Damaged(DamageKind),
+}
+
+/// The one footer reader: reads and checks a sealed segment's footer from a segment of `len`
+/// bytes through positioned reads (`read_at(buf, pos)` fills `buf` from `pos`): the trailer
+/// first, then the footer its length names, whose CRC-32C must match. Used for files
+/// (recovery, readers, `logbook-replay`) and for bytes in memory
+/// ([`decode_footer_from_file_bytes`]), so every reader checks a footer the same way.
+pub fn read_footer(
+    len: u64,
+    read_at: &mut dyn FnMut(&mut [u8], u64) -> std::io::Result<()>,
+) -> Result<Footer, FooterReadError> {
+    let damaged = |why: &str| FooterReadError::Damaged(DamageKind::Footer(why.into()));
+    let trailer_pos = len
+        .checked_sub(TRAILER_BYTES as u64)
+        .filter(|p| *p >= SEGMENT_MAGIC.len() as u64)
+        .ok_or_else(|| damaged("segment shorter than its trailer"))?;
+    let mut trailer = [0u8; TRAILER_BYTES];
+    read_at(&mut trailer, trailer_pos).map_err(FooterReadError::Io)?;
+    let (footer_len, crc) = decode_trailer(&trailer).map_err(FooterReadError::Damaged)?;
+    let footer_pos = trailer_pos
+        .checked_sub(u64::from(footer_len))
+        .filter(|p| *p >= SEGMENT_MAGIC.len() as u64)
+        .ok_or_else(|| damaged("footer length exceeds the file"))?;
+    let mut footer = vec![0u8; footer_len as usize];
+    read_at(&mut footer, footer_pos).map_err(FooterReadError::Io)?;
+    if crc32c::crc32c(&footer) != crc {
+        return Err(damaged("footer checksum mismatch"));
+    }
+    Footer::decode(&footer, footer_pos).map_err(FooterReadError::Damaged)
+}
+
 /// Parses a whole sealed segment held in memory up to its footer (header, trailer, footer).
 pub fn decode_footer_from_file_bytes(file: &[u8]) -> Result<Footer, DamageKind> {
     if file.get(..SEGMENT_MAGIC.len()) != Some(&SEGMENT_MAGIC[..]) {
         return Err(DamageKind::Footer("segment magic missing".into()));
     }
-    let trailer_pos = file
-        .len()
-        .checked_sub(TRAILER_BYTES)
-        .ok_or_else(|| DamageKind::Footer("segment shorter than its trailer".into()))?;
-    let (len, crc) = decode_trailer(file.get(trailer_pos..).unwrap_or(&[]))?;
-    let footer_pos = trailer_pos
-        .checked_sub(len as usize)
-        .filter(|p| *p >= SEGMENT_MAGIC.len())
-        .ok_or_else(|| DamageKind::Footer("footer length exceeds the file".into()))?;
-    let footer = file.get(footer_pos..trailer_pos).unwrap_or(&[]);
-    if crc32c::crc32c(footer) != crc {
-        return Err(DamageKind::Footer("footer checksum mismatch".into()));
+    let mut read_at = |buf: &mut [u8], pos: u64| {
+        let start = usize::try_from(pos).unwrap_or(usize::MAX);
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| file.get(start..end))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    };
+    match read_footer(file.len() as u64, &mut read_at) {
+        Ok(footer) => Ok(footer),
+        Err(FooterReadError::Damaged(kind)) => Err(kind),
+        Err(FooterReadError::Io(e)) => Err(DamageKind::Footer(e.to_string())),
     }
-    Footer::decode(footer, footer_pos as u64)
 }
 
 /// Decompresses one block, checking its declared sizes.
@@ -334,13 +372,27 @@ pub fn decode_block(
     prev_hash: &[u8; 32],
 ) -> Result<Vec<Record>, (u64, DamageKind)> {
     let mut records = Vec::with_capacity(entry.count as usize);
+    decode_block_into(raw, entry, prev_hash, &mut records)?;
+    Ok(records)
+}
+
+/// [`decode_block`] into `records`: on damage, `records` holds the records before the first
+/// bad offset, each checked against its hash prefix (what a repair may keep of a damaged block;
+/// the block's end hash, which makes the check cryptographic, is past the damage).
+pub fn decode_block_into(
+    raw: &[u8],
+    entry: &BlockEntry,
+    prev_hash: &[u8; 32],
+    records: &mut Vec<Record>,
+) -> Result<(), (u64, DamageKind)> {
+    let base = records.len();
     let mut at = 0usize;
     let mut chain = *prev_hash;
     let mut ts = entry.first_ts;
     let mut offset = entry.first_offset;
     let frame_err = |offset: u64, why: &str| (offset, DamageKind::Frame(why.to_string()));
     while at < raw.len() {
-        if records.len() == entry.count as usize {
+        if records.len() - base == entry.count as usize {
             return Err(frame_err(
                 offset,
                 "block holds more records than its index says",
@@ -363,7 +415,7 @@ pub fn decode_block(
         let prefix = rest
             .get(head + len..head + len + 4)
             .ok_or_else(|| frame_err(offset, "record runs past the block"))?;
-        if records.is_empty() && delta != 0 {
+        if records.len() == base && delta != 0 {
             return Err((offset, DamageKind::TimeOrder)); // first delta is relative to first_ts
         }
         if len == 0 {
@@ -390,7 +442,7 @@ pub fn decode_block(
             .ok_or_else(|| frame_err(offset, "offset overflows"))?;
         at += head + len + 4;
     }
-    if records.len() != entry.count as usize {
+    if records.len() - base != entry.count as usize {
         return Err(frame_err(
             offset,
             "block holds fewer records than its index says",
@@ -402,7 +454,7 @@ pub fn decode_block(
     if chain != entry.end_hash {
         return Err((entry.last_offset(), DamageKind::ChainBroken));
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Streams records into a sealed segment written to `out`.
@@ -612,6 +664,36 @@ pub fn verify_segment(
         }
     }
     Ok(footer)
+}
+
+/// A sealed segment's bytes whose every block, record and chain link was verified: the only
+/// input [`super::Importer::import_sealed`] takes, so nothing unverified is ever imported into a
+/// journal directory.
+#[derive(Debug, Clone)]
+pub struct VerifiedSegment {
+    bytes: Vec<u8>,
+    footer: Footer,
+}
+
+impl VerifiedSegment {
+    /// Verifies `bytes` as [`verify_segment`] does, calling `each` with every record.
+    pub fn verify(
+        bytes: Vec<u8>,
+        each: impl FnMut(&Record),
+    ) -> Result<VerifiedSegment, (u64, DamageKind)> {
+        let footer = verify_segment(&bytes, each)?;
+        Ok(VerifiedSegment { bytes, footer })
+    }
+
+    /// Its footer.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// Its bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Decodes and verifies every record of a sealed segment held in memory, chaining from the

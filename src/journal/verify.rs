@@ -13,6 +13,7 @@ use super::error::{Damage, DamageKind, JournalError, Result};
 use super::record::{GENESIS_HASH, chain_hash, decode_frame};
 use super::recovery::{list, scan_raw, sealed_twin};
 use super::segment::{decode_block, decode_footer_from_file_bytes, decompress_block};
+use super::storage::{OsStorage, Storage};
 
 /// What `verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +46,17 @@ pub fn verify_dir(
     max_payload: usize,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport> {
-    verify_listing(dir, max_payload, progress)
+    verify_in(&OsStorage, dir, max_payload, progress)
 }
 
-fn verify_listing(
+/// [`verify_dir`] on the journal in `dir` of `storage`.
+pub fn verify_in(
+    storage: &dyn Storage,
     dir: &Path,
     max_payload: usize,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport> {
-    let listing = list(dir)?;
+    let listing = list(storage, dir)?;
     let sealed_firsts: Vec<u64> = listing.sealed.iter().map(|s| s.0).collect();
     let raws: Vec<&(u64, PathBuf)> = listing
         .raw
@@ -95,14 +98,16 @@ fn verify_listing(
             report.damage = Some(damage(walk.expected, path, kind));
             return Ok(report);
         }
-        let (bytes, last, path) = match (std::fs::read(path), last) {
+        let (bytes, last, path) = match (storage.read(path), last) {
             (Ok(bytes), last) => (bytes, last, path.to_path_buf()),
             // Beside a live writer: sealed since we listed; verify the sealed twin instead.
             (Err(e), None) if e.kind() == std::io::ErrorKind::NotFound => {
-                let Some((last, twin)) = sealed_twin(dir, first)? else {
+                let Some((last, twin)) = sealed_twin(storage, dir, first)? else {
                     return Err(JournalError::io(path, e));
                 };
-                let bytes = std::fs::read(&twin).map_err(|e| JournalError::io(&twin, e))?;
+                let bytes = storage
+                    .read(&twin)
+                    .map_err(|e| JournalError::io(&twin, e))?;
                 report.sealed_segments += 1;
                 report.unsealed_segments -= 1;
                 (bytes, Some(last), twin)

@@ -20,221 +20,26 @@
 //! Failure: after any I/O error (an fsync failure cannot be retried safely) the writer records
 //! the error, wakes everyone, and every later append fails with `WriterFailed`.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::catalog::{Catalog, IndexPoint, SegmentEntry, SegmentState};
-use super::config::{Durability, JournalConfig};
+use super::catalog::{IndexPoint, SegmentEntry, SegmentState};
+use super::config::Durability;
 use super::error::{JournalError, Result};
 use super::names;
 use super::record::{self, FRAME_PREFIX_BYTES};
 use super::sealer::SealJob;
-use super::watermark::Watermark;
-use crate::timestamp::now_us;
-
-/// Records placed in the journal's order but not yet acknowledged: their offsets and the
-/// recorder timestamp they all carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sequenced {
-    /// The consecutive offsets assigned.
-    pub offsets: Range<u64>,
-    /// Their recorder timestamp (µs since epoch).
-    pub ts_us: i64,
-}
-
-/// State shared by producers, the flusher, the sealer and readers.
-#[derive(Debug)]
-pub struct Shared {
-    pub dir: PathBuf,
-    pub config: JournalConfig,
-    pub seq: Mutex<Sequencer>,
-    pub data_cv: Condvar,
-    pub space_cv: Condvar,
-    pub space_notify: tokio::sync::Notify,
-    pub visible: Watermark,
-    pub durable: Watermark,
-    pub catalog: RwLock<Catalog>,
-    pub failure: Mutex<Option<String>>,
-}
-
-/// Producer-side state, guarded by `Shared::seq`.
-#[derive(Debug)]
-pub struct Sequencer {
-    pub next_offset: u64,
-    pub last_ts: i64,
-    pub pending: Vec<u8>,
-    /// Records in `pending`.
-    pub pending_records: u64,
-    /// The flusher sleeps until `pending_records` reaches this (1 = any record).
-    pub wake_at: u64,
-    pub flusher_waiting: bool,
-    pub closing: bool,
-    /// [`crate::journal::Journal::seal_now`] asked for the active segment to roll.
-    pub roll_requested: bool,
-}
-
-impl Shared {
-    pub fn lock_seq(&self) -> MutexGuard<'_, Sequencer> {
-        self.seq.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
-        self.catalog.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
-        self.catalog.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The error to report when a watermark wait ended without reaching its target.
-    pub fn stopped_error(&self) -> JournalError {
-        match self
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            Some(msg) => JournalError::WriterFailed(msg.clone()),
-            None => JournalError::Closed,
-        }
-    }
-
-    fn check_payloads<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<usize> {
-        let mut bytes = 0;
-        for p in payloads {
-            let len = p.as_ref().len();
-            if len == 0 {
-                return Err(JournalError::EmptyRecord);
-            }
-            if len > self.config.max_record_bytes {
-                return Err(JournalError::RecordTooLarge {
-                    len,
-                    max: self.config.max_record_bytes,
-                });
-            }
-            bytes += len + record::FRAME_OVERHEAD_BYTES;
-        }
-        Ok(bytes)
-    }
-
-    /// Tries to sequence `payloads` as consecutive records. `Ok(None)` means the buffer is full.
-    fn try_sequence<P: AsRef<[u8]>>(
-        &self,
-        seq: &mut Sequencer,
-        payloads: &[P],
-        bytes: usize,
-    ) -> Result<Option<Sequenced>> {
-        if seq.closing {
-            return Err(self.stopped_error());
-        }
-        if !seq.pending.is_empty() && seq.pending.len() + bytes > self.config.queue_bytes {
-            return Ok(None);
-        }
-        let first = seq.next_offset;
-        let ts = now_us().max(seq.last_ts);
-        for p in payloads {
-            record::encode_pending(
-                &mut seq.pending,
-                seq.next_offset,
-                ts,
-                record::CURRENT_SCHEMA_VERSION,
-                p.as_ref(),
-            );
-            seq.next_offset += 1;
-        }
-        seq.last_ts = ts;
-        seq.pending_records += payloads.len() as u64;
-        if seq.flusher_waiting && seq.pending_records >= seq.wake_at {
-            self.data_cv.notify_one();
-        }
-        Ok(Some(Sequenced {
-            offsets: first..seq.next_offset,
-            ts_us: ts,
-        }))
-    }
-
-    /// Sequences `payloads` as consecutive records, blocking while the buffer is full.
-    pub fn sequence<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Sequenced> {
-        let bytes = self.check_payloads(payloads)?;
-        let mut seq = self.lock_seq();
-        loop {
-            if let Some(range) = self.try_sequence(&mut seq, payloads, bytes)? {
-                return Ok(range);
-            }
-            seq = self
-                .space_cv
-                .wait(seq)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    /// Sequences `payloads`, awaiting (not blocking the runtime) while the buffer is full.
-    pub async fn sequence_async<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Sequenced> {
-        let bytes = self.check_payloads(payloads)?;
-        loop {
-            let notified = self.space_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut seq = self.lock_seq();
-                if let Some(range) = self.try_sequence(&mut seq, payloads, bytes)? {
-                    return Ok(range);
-                }
-            }
-            notified.await;
-        }
-    }
-
-    /// Waits until the records below `end` are acknowledged under the durability policy.
-    pub fn wait_ack(&self, end: u64) -> Result<()> {
-        let reached = match self.config.durability {
-            Durability::None => return Ok(()),
-            Durability::Batch { .. } => self.visible.wait(end, None),
-            Durability::Sync => self.durable.wait(end, None),
-        };
-        if reached {
-            Ok(())
-        } else {
-            Err(self.stopped_error())
-        }
-    }
-
-    /// Async form of [`Shared::wait_ack`].
-    pub async fn wait_ack_async(&self, end: u64) -> Result<()> {
-        let reached = match self.config.durability {
-            Durability::None => return Ok(()),
-            Durability::Batch { .. } => self.visible.wait_async(end).await,
-            Durability::Sync => self.durable.wait_async(end).await,
-        };
-        if reached {
-            Ok(())
-        } else {
-            Err(self.stopped_error())
-        }
-    }
-
-    fn fail(&self, error: &JournalError) {
-        tracing::error!(%error, "journal writer failed; refusing further appends");
-        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
-        self.lock_seq().closing = true;
-        self.visible.close();
-        self.durable.close();
-        self.space_cv.notify_all();
-        self.space_notify.notify_waiters();
-    }
-}
+use super::shared::{Sequencer, Shared};
+use super::storage::{Storage, StorageFile, sync_dir};
 
 /// The active segment as the flusher owns it.
 #[derive(Debug)]
-pub struct ActiveSegment {
+pub(crate) struct ActiveSegment {
     pub first: u64,
     pub path: PathBuf,
-    pub file: File,
+    pub file: Box<dyn StorageFile>,
     pub bytes: u64,
     pub next: u64,
     pub prev_hash: [u8; 32],
@@ -244,7 +49,7 @@ pub struct ActiveSegment {
 }
 
 /// The flusher: owns the active segment and the chain head.
-pub struct Flusher {
+pub(crate) struct Flusher {
     pub shared: Arc<Shared>,
     pub active: ActiveSegment,
     pub chain: [u8; 32],
@@ -261,13 +66,21 @@ pub struct Flusher {
 const GATHER_MAX: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Flusher {
-    /// Runs until the journal closes or an I/O error occurs.
+    /// Runs until the journal closes or fails (an I/O error, or a panic anywhere in the loop:
+    /// either fails the journal, waking every waiter, instead of leaving them to wait forever).
     pub fn run(mut self) {
-        if let Err(error) = self.run_loop() {
-            self.shared.fail(&error);
+        let shared = self.shared.clone();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => shared.fail(&error.to_string()),
+            Err(panic) => shared.fail(&format!(
+                "the flusher thread panicked: {}",
+                super::panic_message(panic.as_ref())
+            )),
         }
-        self.shared.visible.close();
-        self.shared.durable.close();
+        shared.visible.close();
+        shared.durable.close();
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -478,9 +291,9 @@ impl Flusher {
         }
         // Order matters: readers (visible) first, then acknowledgements (durable), so whoever
         // is acknowledged can read their own record; durable never runs ahead of visible.
-        self.shared.visible.advance(next);
+        self.shared.advance_visible(next);
         if sync {
-            self.shared.durable.advance(next);
+            self.shared.advance_durable(next);
         }
         Ok(pos)
     }
@@ -488,7 +301,7 @@ impl Flusher {
     /// fsyncs the active segment and advances `durable` to everything written so far.
     fn sync(&mut self) -> Result<()> {
         self.fsync_active()?;
-        self.shared.durable.advance(self.active.next);
+        self.shared.advance_durable(self.active.next);
         Ok(())
     }
 
@@ -516,7 +329,7 @@ impl Flusher {
         let first = self.active.next;
         let dir = &self.shared.dir;
         let active = ActiveSegment {
-            file: create_segment_file(dir, first)?,
+            file: create_segment_file(self.shared.config.storage.as_ref(), dir, first)?,
             first,
             path: dir.join(names::raw(first)),
             bytes: 0,
@@ -535,23 +348,27 @@ impl Flusher {
             },
         });
         let old = std::mem::replace(&mut self.active, active);
-        tracing::debug!(
-            first = old.first,
-            last = old.next - 1,
-            bytes = old.bytes,
-            "rolled segment"
-        );
+        super::quietly(|| {
+            tracing::debug!(
+                first = old.first,
+                last = old.next - 1,
+                bytes = old.bytes,
+                "rolled segment"
+            );
+        });
         // Bounded: if the sealer is `SEAL_QUEUE` segments behind, this blocks the flusher (and so,
         // through the pending buffer, the producers) instead of piling up unsealed segments.
-        // The sealer outlives the flusher; a send can only fail if it panicked, in which case
-        // the segment stays unsealed (still readable) and is sealed on the next open.
-        let _ = self.sealer.send(SealJob {
-            first: old.first,
-            last: old.next - 1,
-            path: old.path,
-            bytes: old.bytes,
-            prev_hash: old.prev_hash,
-        });
+        // The sealer outlives the flusher; a send fails only if the sealer stopped (it failed
+        // the journal first), and then the flusher stops too.
+        self.sealer
+            .send(SealJob {
+                first: old.first,
+                last: old.next - 1,
+                path: old.path,
+                bytes: old.bytes,
+                prev_hash: old.prev_hash,
+            })
+            .map_err(|_| JournalError::WriterFailed("the sealer thread stopped".into()))?;
         Ok(())
     }
 }
@@ -565,23 +382,17 @@ fn frame_len(frame: &[u8]) -> usize {
 }
 
 /// Creates a new, empty unsealed segment file and makes its directory entry durable.
-pub fn create_segment_file(dir: &Path, first: u64) -> Result<File> {
+pub(crate) fn create_segment_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    first: u64,
+) -> Result<Box<dyn StorageFile>> {
     let path = dir.join(names::raw(first));
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .read(true)
-        .open(&path)
+    let file = storage
+        .create_new(&path)
         .map_err(|e| JournalError::io(&path, e))?;
-    sync_dir(dir)?;
+    sync_dir(storage, dir)?;
     Ok(file)
-}
-
-/// fsyncs a directory so file creations, renames and removals in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| JournalError::io(dir, e))
 }
 
 impl std::fmt::Debug for Flusher {

@@ -17,11 +17,13 @@
 //!
 //! # Invariants
 //!
-//! - Nothing unverified is written under `journal/`: each file is written to a temporary name,
-//!   fsynced and renamed only after its object verified and continued the chain.
-//! - The target must hold no journal; the directory is locked (the writer lock) while restore
-//!   or follow runs, so no writer can open it meanwhile. A failed restore removes what it
-//!   wrote, so the same directory can be restored into again.
+//! - Nothing unverified is written under `journal/`, and restore writes nothing there itself:
+//!   each object is verified into a [`VerifiedSegment`] and handed to the journal's
+//!   [`Importer`], which checks that it continues the chain and writes it (temporary name,
+//!   fsync, rename, directory fsync).
+//! - The target must hold no journal; the importer holds the directory's writer lock while
+//!   restore or follow runs, so no writer can open it meanwhile. A failed restore has the
+//!   importer remove what it imported, so the same directory can be restored into again.
 
 use std::path::{Path, PathBuf};
 
@@ -32,10 +34,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::layout::{self, meta};
 use super::{S3Error, S3Location};
-use crate::journal::lock::DirLock;
-use crate::journal::record::{GENESIS_HASH, Record, encode_frame};
-use crate::journal::segment::{Footer, decode_footer_from_file_bytes, verify_segment};
-use crate::journal::{Journal, JournalConfig, names};
+use crate::journal::record::Record;
+use crate::journal::segment::{Footer, VerifiedSegment, decode_footer_from_file_bytes};
+use crate::journal::{Importer, Journal, JournalConfig};
 use crate::projection::{Projection, STATE_FILE};
 use crate::state::{ArtifactView, Until};
 
@@ -122,24 +123,30 @@ pub async fn list_segments(
     Ok(listed)
 }
 
-/// Checks that `listed` continues `expected` (the next offset) without gap or overlap.
+/// Checks that `listed` continues `expected` (the next offset) without gap or overlap; `before`
+/// is the key of the object before them (`None`: they start the journal).
 fn check_contiguous(
+    location: &S3Location,
     listed: &[Listed],
     mut expected: u64,
-    mut before: String,
+    before: Option<&str>,
 ) -> Result<(), S3Error> {
+    let mut before = before.map(str::to_string);
     for l in listed {
         if l.first != expected || l.last < l.first {
+            let after = before
+                .clone()
+                .unwrap_or_else(|| format!("the start of {location}"));
             return Err(S3Error::Gap {
                 reason: format!(
-                    "the journal in S3 is not contiguous: after {before} the next offset is \
+                    "the journal in S3 is not contiguous: after {after} the next offset is \
                      {expected}, but {} holds {}..={}",
                     l.key, l.first, l.last
                 ),
             });
         }
         expected = l.last + 1;
-        before = l.key.clone();
+        before = Some(l.key.clone());
     }
     Ok(())
 }
@@ -147,8 +154,7 @@ fn check_contiguous(
 /// A downloaded, verified segment.
 struct Fetched {
     listed: Listed,
-    bytes: Vec<u8>,
-    footer: Footer,
+    segment: VerifiedSegment,
     /// Records up to the cut, when the segment holds it.
     cut: Option<Vec<Record>>,
 }
@@ -217,7 +223,7 @@ fn verify_object(
         Until::Time(t) => t < footer.last_ts,
     };
     let mut kept = Vec::new();
-    verify_segment(&bytes, |record| {
+    let segment = VerifiedSegment::verify(bytes, |record| {
         let keep = match until {
             Until::End => false,
             Until::Offset(o) => record.offset <= o,
@@ -230,8 +236,7 @@ fn verify_object(
     .map_err(|(offset, kind)| tampered(offset, kind.to_string()))?;
     Ok(Fetched {
         listed,
-        bytes,
-        footer,
+        segment,
         cut: cuts.then_some(kept),
     })
 }
@@ -247,33 +252,16 @@ pub async fn download_segment(
     listed: &Listed,
 ) -> Result<(Footer, Vec<u8>), S3Error> {
     let fetched = fetch(client, location, listed.clone(), Until::End).await?;
-    Ok((fetched.footer, fetched.bytes))
+    let footer = fetched.segment.footer().clone();
+    Ok((footer, fetched.segment.bytes().to_vec()))
 }
 
-/// Writes `bytes` to `dir/name` through a temporary file, fsynced, then renamed.
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), S3Error> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{name}.restore-tmp"));
-    let path = dir.join(name);
-    let mut file = std::fs::File::create(&tmp).map_err(|e| S3Error::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| S3Error::io(&tmp, e))?;
-    file.sync_all().map_err(|e| S3Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| S3Error::io(&path, e))?;
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), S3Error> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| S3Error::io(dir, e))
-}
-
-/// Where the applied part of the journal ends.
-#[derive(Debug, Clone)]
+/// Where the applied part of the journal ends: the importer knows the offset and the chain;
+/// this is the last object applied (`None`: none yet) and whether a point-in-time restore
+/// reached its end.
+#[derive(Debug, Clone, Default)]
 struct Tip {
-    next_offset: u64,
-    last_hash: [u8; 32],
-    last_key: String,
+    last_key: Option<String>,
     done: bool,
 }
 
@@ -284,10 +272,10 @@ struct Source<'a> {
     concurrency: usize,
 }
 
-/// Downloads, verifies and writes `listed` (contiguous, from `tip`), in order.
+/// Downloads, verifies and imports `listed` (contiguous, continuing the importer), in order.
 async fn apply(
     source: &Source<'_>,
-    journal_dir: &Path,
+    importer: &mut Importer,
     listed: Vec<Listed>,
     until: Until,
     tip: &mut Tip,
@@ -299,61 +287,39 @@ async fn apply(
         .buffered(source.concurrency.max(1));
     while let Some(fetched) = stream.next().await {
         let fetched = fetched?;
-        if fetched.footer.prev_hash != tip.last_hash {
+        let footer = fetched.segment.footer();
+        if footer.prev_hash != importer.chain() {
+            let after = tip
+                .last_key
+                .clone()
+                .unwrap_or_else(|| format!("the start of {}", source.location));
             return Err(S3Error::Tampered {
                 key: fetched.listed.key.clone(),
                 offset: fetched.listed.first,
-                reason: format!("its chain does not continue from {}", tip.last_key),
+                reason: format!("its chain does not continue from {after}"),
             });
         }
         if let Until::Time(t) = until
-            && fetched.footer.first_ts > t
+            && footer.first_ts > t
         {
             tip.done = true;
             break;
         }
-        let Listed {
-            key,
-            first,
-            last,
-            size,
-        } = fetched.listed;
-        match fetched.cut {
-            None => {
-                write_file(journal_dir, &names::sealed(first, last), &fetched.bytes)?;
-                tip.next_offset = last + 1;
-                tip.last_hash = fetched.footer.last_hash;
-            }
+        match &fetched.cut {
+            None => importer.import_sealed(&fetched.segment)?,
             Some(records) => {
-                let mut buf = Vec::new();
-                let mut prev = tip.last_hash;
-                for r in &records {
-                    prev = encode_frame(
-                        &mut buf,
-                        &prev,
-                        r.offset,
-                        r.ts_us,
-                        r.schema_version,
-                        &r.payload,
-                    );
-                }
-                if !records.is_empty() {
-                    write_file(journal_dir, &names::raw(first), &buf)?;
-                    tip.next_offset = first + records.len() as u64;
-                    tip.last_hash = prev;
-                }
+                importer.import_tail(records)?;
                 tip.done = true;
             }
         }
-        tip.last_key = key;
+        tip.last_key = Some(fetched.listed.key.clone());
         segments += 1;
-        bytes += size;
-        progress(size);
+        bytes += fetched.listed.size;
+        progress(fetched.listed.size);
         if tip.done {
             break;
         }
     }
-    sync_dir(journal_dir)?;
     Ok((segments, bytes))
 }
 
@@ -385,47 +351,55 @@ pub async fn restore(
         return Err(S3Error::NotEmpty(data_dir.to_path_buf()));
     }
     let had_artifacts = data_dir.join("artifacts").exists();
-    std::fs::create_dir_all(&journal_dir).map_err(|e| S3Error::io(&journal_dir, e))?;
-    let lock = DirLock::acquire(&journal_dir)?;
-    let restored = restore_locked(
-        client, location, data_dir, options, on_listed, progress, lock,
+    let mut importer = Importer::open(&journal_dir, &JournalConfig::default())?;
+    match restore_into(
+        client,
+        location,
+        data_dir,
+        options,
+        on_listed,
+        progress,
+        &mut importer,
     )
-    .await;
-    if restored.is_err() {
-        discard_partial(data_dir, had_artifacts);
-    }
-    restored
-}
-
-/// Removes what a failed restore wrote, so the directory can be restored into again: the
-/// journal's files (the lock file stays), `state.sqlite`, and the artifacts it downloaded.
-fn discard_partial(data_dir: &Path, had_artifacts: bool) {
-    let journal_dir = data_dir.join("journal");
-    if let Ok(entries) = std::fs::read_dir(&journal_dir) {
-        for entry in entries.flatten() {
-            if entry.file_name() != crate::journal::lock::LOCK_FILE {
-                let _ = std::fs::remove_file(entry.path());
+    .await
+    {
+        Ok((report, tip)) => Ok((
+            report,
+            Follower {
+                client: client.clone(),
+                location: location.clone(),
+                data_dir: data_dir.to_path_buf(),
+                tip,
+                concurrency: options.concurrency,
+                followable: options.until == Until::End,
+                importer,
+            },
+        )),
+        Err(error) => {
+            if let Err(undo) = importer.discard() {
+                tracing::error!(%undo, "could not remove what the failed restore wrote");
             }
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(data_dir.join(format!("{STATE_FILE}{suffix}")));
+            }
+            if !had_artifacts {
+                let _ = std::fs::remove_dir_all(data_dir.join("artifacts"));
+            }
+            Err(error)
         }
     }
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(data_dir.join(format!("{STATE_FILE}{suffix}")));
-    }
-    if !had_artifacts {
-        let _ = std::fs::remove_dir_all(data_dir.join("artifacts"));
-    }
 }
 
-/// [`restore`] once the target is checked and locked.
-async fn restore_locked(
+/// [`restore`] once the target is checked and the importer holds it.
+async fn restore_into(
     client: &Client,
     location: &S3Location,
     data_dir: &Path,
     options: &RestoreOptions,
     on_listed: &mut (dyn FnMut(u64) + Send),
     progress: &mut (dyn FnMut(u64) + Send),
-    lock: DirLock,
-) -> Result<(RestoreReport, Follower), S3Error> {
+    importer: &mut Importer,
+) -> Result<(RestoreReport, Tip), S3Error> {
     let journal_dir = data_dir.join("journal");
     let mut listed = list_segments(client, location, None).await?;
     if listed.is_empty() {
@@ -433,7 +407,7 @@ async fn restore_locked(
             reason: format!("{location} holds no journal segments (nothing shipped yet?)"),
         });
     }
-    check_contiguous(&listed, 0, format!("the start of {location}"))?;
+    check_contiguous(location, &listed, 0, None)?;
     if let Until::Offset(o) = options.until {
         let end = listed.last().map_or(0, |l| l.last);
         if o > end {
@@ -444,34 +418,22 @@ async fn restore_locked(
         listed.retain(|l| l.first <= o);
     }
     on_listed(listed.iter().map(|l| l.size).sum());
-    let mut tip = Tip {
-        next_offset: 0,
-        last_hash: GENESIS_HASH,
-        last_key: format!("the start of {location}"),
-        done: false,
-    };
+    let mut tip = Tip::default();
     let source = Source {
         client,
         location,
         concurrency: options.concurrency,
     };
-    let (segments, bytes) = apply(
-        &source,
-        &journal_dir,
-        listed,
-        options.until,
-        &mut tip,
-        progress,
-    )
-    .await?;
+    let (segments, bytes) =
+        apply(&source, importer, listed, options.until, &mut tip, progress).await?;
     if options.until == Until::End
         && let Some(head) = super::ship::read_head(client, location).await?
-        && head.next_offset == tip.next_offset
-        && head.chain_end != layout::hex(&tip.last_hash)
+        && head.next_offset == importer.next_offset()
+        && head.chain_end != layout::hex(&importer.chain())
     {
         return Err(S3Error::Tampered {
             key: location.key(layout::HEAD),
-            offset: tip.next_offset.saturating_sub(1),
+            offset: importer.next_offset().saturating_sub(1),
             reason: "its chain end differs from the last segment's".into(),
         });
     }
@@ -484,7 +446,7 @@ async fn restore_locked(
         bytes,
         next_offset: journal.next_offset(),
         artifacts: 0,
-        last_key: Some(tip.last_key.clone()),
+        last_key: tip.last_key.clone(),
     };
     if options.with_artifacts {
         let state = crate::state::state_at(&journal, Until::End)?;
@@ -499,18 +461,7 @@ async fn restore_locked(
         }
     }
     drop(journal);
-    Ok((
-        report,
-        Follower {
-            client: client.clone(),
-            location: location.clone(),
-            data_dir: data_dir.to_path_buf(),
-            tip,
-            concurrency: options.concurrency,
-            followable: options.until == Until::End,
-            _lock: lock,
-        },
-    ))
+    Ok((report, tip))
 }
 
 /// Downloads an artifact to `<data>/artifacts/...`, streaming, and checks its SHA-256.
@@ -573,7 +524,7 @@ async fn download_artifact(
 }
 
 /// Keeps a restored data dir up to date with its prefix (see the module docs). Holds the
-/// data dir's writer lock while it lives.
+/// data dir's writer lock (through its importer) while it lives.
 #[derive(Debug)]
 pub struct Follower {
     client: Client,
@@ -582,12 +533,12 @@ pub struct Follower {
     tip: Tip,
     concurrency: usize,
     followable: bool,
-    _lock: DirLock,
+    importer: Importer,
 }
 
 impl Follower {
     /// Resumes following `location` into `data_dir`, a data dir an earlier restore or follower
-    /// wrote (sealed segments only): its tip is the last local segment.
+    /// wrote (sealed segments only, or none): it continues after the last local segment.
     pub fn resume(
         client: &Client,
         location: &S3Location,
@@ -595,40 +546,20 @@ impl Follower {
         concurrency: usize,
     ) -> Result<Follower, S3Error> {
         let journal_dir = data_dir.join("journal");
-        let lock = DirLock::acquire(&journal_dir)?;
-        let journal = Journal::open_read_only(&journal_dir, JournalConfig::default())?;
-        let not_follower = || {
-            S3Error::CannotFollow(format!(
-                "{} is not a follower's data dir (it has unsealed records); follow into a new \
-                 directory",
-                data_dir.display()
-            ))
-        };
-        let segments = journal.sealed_segments();
-        let tip = match segments.last() {
-            None if journal.next_offset() == 0 => Tip {
-                next_offset: 0,
-                last_hash: GENESIS_HASH,
-                last_key: format!("the start of {location}"),
-                done: false,
-            },
-            None => return Err(not_follower()),
-            Some(last) if last.last + 1 != journal.next_offset() => return Err(not_follower()),
-            Some(last) => {
-                let bytes = std::fs::read(&last.path).map_err(|e| S3Error::io(&last.path, e))?;
-                let footer =
-                    decode_footer_from_file_bytes(&bytes).map_err(|kind| S3Error::Tampered {
-                        key: last.path.display().to_string(),
-                        offset: last.first,
-                        reason: format!("local segment footer: {kind}"),
-                    })?;
-                Tip {
-                    next_offset: last.last + 1,
-                    last_hash: footer.last_hash,
-                    last_key: layout::segment_key(location, last.first, last.last),
-                    done: false,
-                }
-            }
+        let importer =
+            Importer::open(&journal_dir, &JournalConfig::default()).map_err(|e| match e {
+                crate::journal::JournalError::Import(_) => S3Error::CannotFollow(format!(
+                    "{} is not a follower's data dir (it has unsealed records); follow into a \
+                     new directory",
+                    data_dir.display()
+                )),
+                e => S3Error::Journal(e),
+            })?;
+        let tip = Tip {
+            last_key: importer
+                .last_segment()
+                .map(|(first, last)| layout::segment_key(location, first, last)),
+            done: false,
         };
         Ok(Follower {
             client: client.clone(),
@@ -637,13 +568,13 @@ impl Follower {
             tip,
             concurrency,
             followable: true,
-            _lock: lock,
+            importer,
         })
     }
 
     /// One past the last applied offset.
     pub fn next_offset(&self) -> u64 {
-        self.tip.next_offset
+        self.importer.next_offset()
     }
 
     /// Polls `head.json` once; if it moved, applies the new segments and catches the projection
@@ -670,13 +601,18 @@ impl Follower {
         let Some(head) = super::ship::read_head(&self.client, &self.location).await? else {
             return Ok(0);
         };
-        if head.next_offset <= self.tip.next_offset {
+        let before = self.importer.next_offset();
+        if head.next_offset <= before {
             return Ok(0);
         }
-        let listed = list_segments(&self.client, &self.location, Some(&self.tip.last_key)).await?;
-        check_contiguous(&listed, self.tip.next_offset, self.tip.last_key.clone())?;
-        let before = self.tip.next_offset;
-        let journal_dir = self.data_dir.join("journal");
+        let listed =
+            list_segments(&self.client, &self.location, self.tip.last_key.as_deref()).await?;
+        check_contiguous(
+            &self.location,
+            &listed,
+            before,
+            self.tip.last_key.as_deref(),
+        )?;
         let source = Source {
             client: &self.client,
             location: &self.location,
@@ -684,13 +620,13 @@ impl Follower {
         };
         apply(
             &source,
-            &journal_dir,
+            &mut self.importer,
             listed,
             Until::End,
             &mut self.tip,
             &mut |_| {},
         )
         .await?;
-        Ok(self.tip.next_offset - before)
+        Ok(self.importer.next_offset() - before)
     }
 }

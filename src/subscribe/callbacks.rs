@@ -297,7 +297,7 @@ impl Run {
                         tracing::error!(
                             callback = %self.name,
                             offset = delivery.offset(),
-                            panic = %panic_message(panic.as_ref()),
+                            panic = %crate::journal::panic_message(panic.as_ref()),
                             "callback panicked; it is stopped, the others keep running"
                         );
                         break CallbackState::Panicked;
@@ -314,15 +314,5 @@ impl Run {
             }
         };
         self.state.store(end as u8, Ordering::Release);
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_string()
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use logbook::journal::record::PAYLOAD_BYTES_MAX;
-use logbook::journal::segment::{Footer, TRAILER_BYTES, decode_trailer};
+use logbook::journal::segment::{self, Footer, FooterReadError};
 use logbook::journal::{Journal, JournalConfig, SealedSegment, StartAt, verify_dir};
 
 use super::{
@@ -178,45 +178,13 @@ fn sealed_chunk(segment: &SealedSegment, range: &Range) -> Result<Option<Chunk>>
     })))
 }
 
-/// Reads a sealed segment's footer with two positioned reads (trailer, then footer).
+/// Reads a sealed segment's footer through the journal's one footer reader (two positioned
+/// reads: the trailer, then the footer, its CRC-32C checked).
 fn read_footer(file: &File) -> Result<Footer, String> {
     let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let trailer_pos = len
-        .checked_sub(TRAILER_BYTES as u64)
-        .ok_or("segment shorter than its trailer")?;
-    let mut trailer = [0u8; TRAILER_BYTES];
-    file.read_exact_at(&mut trailer, trailer_pos)
-        .map_err(|e| e.to_string())?;
-    let (footer_len, crc) = decode_trailer(&trailer).map_err(|k| k.to_string())?;
-    let footer_pos = trailer_pos
-        .checked_sub(u64::from(footer_len))
-        .ok_or("footer length exceeds the file")?;
-    let mut footer = vec![0u8; footer_len as usize];
-    file.read_exact_at(&mut footer, footer_pos)
-        .map_err(|e| e.to_string())?;
-    if crc32c(&footer) != crc {
-        return Err("footer checksum mismatch".into());
-    }
-    Footer::decode(&footer, footer_pos).map_err(|k| k.to_string())
-}
-
-/// CRC-32C (Castagnoli), as the segment format uses for footers; bitwise, footers are small.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for byte in bytes {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0x82F6_3B78 & mask);
-        }
-    }
-    !crc
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn crc32c_check_value() {
-        assert_eq!(super::crc32c(b"123456789"), 0xE306_9283);
-    }
+    let mut read_at = |buf: &mut [u8], pos: u64| file.read_exact_at(buf, pos);
+    segment::read_footer(len, &mut read_at).map_err(|e| match e {
+        FooterReadError::Io(e) => e.to_string(),
+        FooterReadError::Damaged(kind) => kind.to_string(),
+    })
 }
