@@ -40,7 +40,11 @@ fn config() -> JournalConfig {
 }
 
 fn record(dir: &Path, upgrades: &[Vec<Event>]) -> u64 {
-    let recorder = Recorder::open(dir, config()).unwrap();
+    let recorder = Recorder::open(
+        dir.parent().expect("a data dir holds the journal"),
+        config(),
+    )
+    .unwrap();
     for events in upgrades {
         for result in recorder.record_all(events).unwrap() {
             result.unwrap();

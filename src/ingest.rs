@@ -6,11 +6,23 @@
 //! ([`Recorder::record_all`]) is refused by number with its reason, and nothing of it is
 //! written. The other lines are appended in order, sharing one group commit. A line whose
 //! idempotency key was already recorded writes nothing and is reported with that offset.
+//!
+//! # What a caller may assume
+//!
+//! - **A report** (HTTP 200 or 400, `record`'s summary): every line listed as appended is in
+//!   the journal, durable under the durability policy; every refused line wrote nothing.
+//! - **An error** (HTTP 503, `record` exiting 1): the journal failed during the batch, or had
+//!   failed before it. Then *a prefix* of the batch's acceptable lines, in line order, may be in
+//!   the journal: none, some or all of them, but never a line without every acceptable line
+//!   before it. The recorder refuses everything until it is reopened (a restart of `serve`),
+//!   which rebuilds the state from what the journal holds. To finish the batch, resend it
+//!   whole once the server is back: give every line an `id` (an idempotency key), and the lines
+//!   that made it are answered as already recorded, with their offsets, while the others are
+//!   appended. Without ids, read the journal (`GET /v1/stream?from=N`) to see what is there.
 
 use serde::Serialize;
 
-use crate::journal::JournalError;
-use crate::recorder::{Recorded, Recorder, parse_event};
+use crate::recorder::{RecordError, Recorded, Recorder, parse_event};
 
 /// A line that was not recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -53,7 +65,7 @@ pub fn ingest(
     recorder: &Recorder,
     body: &[u8],
     max_record_bytes: usize,
-) -> Result<IngestReport, JournalError> {
+) -> Result<IngestReport, RecordError> {
     let lines = body
         .split(|b| *b == b'\n')
         .enumerate()
@@ -66,7 +78,7 @@ pub fn ingest_lines<'a>(
     recorder: &Recorder,
     lines: impl IntoIterator<Item = (u64, &'a [u8])>,
     max_record_bytes: usize,
-) -> Result<IngestReport, JournalError> {
+) -> Result<IngestReport, RecordError> {
     let mut report = IngestReport::default();
     let mut events = Vec::new();
     for (number, line) in lines {

@@ -16,6 +16,7 @@
 //! | [`s3`] | shipping sealed segments and artifacts to S3, restore and follow from it |
 //! | [`aws`] | the shared AWS configuration (standard chain, `AWS_ENDPOINT_URL`) |
 //! | [`recorder`] | the one path into the journal: validate, check against state, append, apply |
+//! | [`live`] | the current state: the anchored projection plus an overlay of what it lacks |
 //! | [`server`] | `logbook serve`: HTTP ingest and JSON views, bearer token, loopback by default |
 //! | [`state`] | the domain fold: stateful validation, current and as-of views |
 //! | [`subscribe`] | subscriptions from an offset or time, durable consumers, isolated callbacks |
@@ -35,7 +36,7 @@
 //! use logbook::tracker::ProgressTracker;
 //!
 //! let data = tempfile::tempdir()?;
-//! let recorder = Arc::new(Recorder::open(data.path().join("journal"), JournalConfig::default())?);
+//! let recorder = Arc::new(Recorder::open(data.path(), JournalConfig::default())?);
 //!
 //! // tracker = ProgressTracker(upgrade_id="upg-42"); tracker.start_upgrade(...)
 //! let tracker = ProgressTracker::new(recorder.clone(), "upg-42");
@@ -44,7 +45,7 @@
 //! tracker.add_task("green-ng", "Create node groups", TaskType::UpgradeStep, Some("green"))?;
 //! tracker.start_task("green-ng")?;
 //! tracker.update_task_progress("green-ng", 50.0, Some("2 of 4 node groups ready"))?;
-//! let progress = tracker.progress().expect("started");
+//! let progress = tracker.progress()?.expect("started");
 //! assert_eq!(progress.tasks[0].effective_percentage, 50.0); // rolled up from the subtask
 //!
 //! // store.create_session(...); store.add_artifact(path, ArtifactType.LOG_FILE, tags=[...])
@@ -66,12 +67,12 @@
 //!     expires_at: None,
 //! })?;
 //! assert_eq!(artifact.size_bytes, 22);
-//! assert_eq!(store.search(&ArtifactQuery { tags: vec!["nodegroup".into()], ..Default::default() }).len(), 1);
+//! assert_eq!(store.search(&ArtifactQuery { tags: vec!["nodegroup".into()], ..Default::default() })?.len(), 1);
 //!
 //! tracker.complete_task("green-ng", None, None)?;
 //! tracker.complete_task("green", None, None)?;
 //! tracker.complete_upgrade(Some("green is live"))?;
-//! assert_eq!(tracker.progress().expect("started").status, ProgressStatus::Completed);
+//! assert_eq!(tracker.progress()?.expect("started").status, ProgressStatus::Completed);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -85,6 +86,7 @@ pub mod event;
 pub mod eventbridge;
 pub mod ingest;
 pub mod journal;
+pub mod live;
 pub mod projection;
 pub mod recorder;
 pub mod s3;

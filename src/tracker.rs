@@ -140,8 +140,9 @@ impl ProgressTracker {
     }
 
     /// The current view: status, phase, overall percentage (rolled up from subtasks), tasks.
-    /// `None` until the upgrade started.
-    pub fn progress(&self) -> Option<UpgradeView> {
+    /// `None` until the upgrade started; an error once the recorder stopped serving (its
+    /// journal failed).
+    pub fn progress(&self) -> Result<Option<UpgradeView>, RecordError> {
         self.recorder.upgrade(&self.upgrade_id)
     }
 

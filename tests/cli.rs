@@ -4,34 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn logbook(data: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logbook"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A child that exits early (e.g. refused before reading) closes its stdin: not an error.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
-}
+use support::cli::{frame_pos, logbook, text};
 
 const START: &str = r#"{"type":"upgrade.started","upgrade_id":"u-1","plan_id":"p-1","cluster_name":"prod","phase":"Planning"}"#;
 const ADD: &str = r#"{"type":"task.added","upgrade_id":"u-1","task_id":"t-1","name":"Drain nodes","task_type":"upgrade_step"}"#;
 
 fn progress(pct: u32) -> String {
     format!(r#"{{"type":"task.progress","upgrade_id":"u-1","task_id":"t-1","percentage":{pct}.0}}"#)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn events(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
@@ -174,15 +159,6 @@ fn events_from_until_and_types() {
     let out = logbook(&missing, &["events"], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no journal at"));
-}
-
-/// Byte position of the frame of `offset` in an unsealed segment (frames: u32 len, u32 crc, body).
-fn frame_pos(bytes: &[u8], offset: usize) -> usize {
-    let mut pos = 0;
-    for _ in 0..offset {
-        pos += 8 + u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-    }
-    pos
 }
 
 #[test]

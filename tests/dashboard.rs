@@ -23,8 +23,7 @@ const TOKEN: &str = "dash-s3cret";
 
 /// An upgrade with a parent task and two subtasks, a session with three artifacts.
 fn prepare(data: &std::path::Path) {
-    let recorder =
-        Arc::new(Recorder::open(data.join("journal"), JournalConfig::default()).unwrap());
+    let recorder = Arc::new(Recorder::open(data, JournalConfig::default()).unwrap());
     let t = ProgressTracker::new(recorder.clone(), "upg-dash");
     t.start_upgrade("plan-1.30", "prod-eks", "Provision green", None)
         .unwrap();

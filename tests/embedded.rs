@@ -14,7 +14,7 @@ use logbook::tracker::ProgressTracker;
 use sha2::{Digest, Sha256};
 
 fn open(dir: &std::path::Path) -> Arc<Recorder> {
-    Arc::new(Recorder::open(dir.join("journal"), JournalConfig::default()).unwrap())
+    Arc::new(Recorder::open(dir, JournalConfig::default()).unwrap())
 }
 
 fn length(recorder: &Recorder) -> u64 {
@@ -26,7 +26,7 @@ fn tracker_records_every_operation_and_reads_its_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let recorder = open(tmp.path());
     let t = ProgressTracker::new(recorder.clone(), "u-1");
-    assert!(t.progress().is_none());
+    assert!(t.progress().unwrap().is_none());
     t.start_upgrade("plan-1", "prod", "Planning", None).unwrap();
     t.add_task("drain", "Drain", TaskType::UpgradeStep, None)
         .unwrap();
@@ -47,7 +47,7 @@ fn tracker_records_every_operation_and_reads_its_writes() {
     t.start_task("drain-a").unwrap();
     t.update_task_progress("drain-a", 50.0, Some("half"))
         .unwrap();
-    let view = t.progress().unwrap();
+    let view = t.progress().unwrap().unwrap();
     assert_eq!(view.tasks[1].percentage, 50.0, "read-your-writes");
     assert_eq!(
         view.tasks[0].effective_percentage, 25.0,
@@ -57,7 +57,7 @@ fn tracker_records_every_operation_and_reads_its_writes() {
     t.start_task("drain-b").unwrap();
     t.pause_task("drain-b", Some("waiting for PDB")).unwrap();
     assert_eq!(
-        t.progress().unwrap().tasks[2].status,
+        t.progress().unwrap().unwrap().tasks[2].status,
         ProgressStatus::Paused
     );
     t.resume_task("drain-b").unwrap();
@@ -65,7 +65,7 @@ fn tracker_records_every_operation_and_reads_its_writes() {
     t.change_phase("Validation").unwrap();
     t.fail_task("drain", "node b cancelled").unwrap();
     t.fail_upgrade("drain failed").unwrap();
-    let view = t.progress().unwrap();
+    let view = t.progress().unwrap().unwrap();
     assert_eq!(
         (view.status, view.phase.as_str()),
         (ProgressStatus::Failed, "Validation")
@@ -139,7 +139,7 @@ fn tracker_async_entry_points() {
             task.await.unwrap();
         }
         t.complete_upgrade_async(Some("done")).await.unwrap();
-        t.progress().unwrap()
+        t.progress().unwrap().unwrap()
     });
     assert_eq!(view.status, ProgressStatus::Completed);
     assert_eq!(view.tasks.len(), 8);
@@ -209,7 +209,13 @@ fn add_artifact_copies_hashes_and_records() {
     assert_eq!(std::fs::read(&stored).unwrap(), content);
     assert_eq!(store.path_of(&view), stored);
     assert_eq!(
-        recorder.state().artifact("a-1").unwrap().status,
+        recorder
+            .live()
+            .unwrap()
+            .artifact("a-1")
+            .unwrap()
+            .unwrap()
+            .status,
         ArtifactStatus::Created
     );
 }
@@ -313,6 +319,7 @@ fn search_statistics_and_retention() {
     let ids = |q: &ArtifactQuery| {
         store
             .search(q)
+            .unwrap()
             .into_iter()
             .map(|a| a.artifact_id)
             .collect::<Vec<_>>()
@@ -388,7 +395,7 @@ fn search_statistics_and_retention() {
         }),
         ["a-1", "a-2"]
     );
-    let stats = store.statistics();
+    let stats = store.statistics().unwrap();
     assert_eq!((stats.total.count, stats.total.bytes), (3, 5400));
     assert_eq!(stats.by_type["log_file"].bytes, 400);
 
@@ -399,7 +406,13 @@ fn search_statistics_and_retention() {
         "file removed"
     );
     assert_eq!(
-        recorder.state().artifact("a-1").unwrap().status,
+        recorder
+            .live()
+            .unwrap()
+            .artifact("a-1")
+            .unwrap()
+            .unwrap()
+            .status,
         ArtifactStatus::Deleted
     );
     assert_eq!(
@@ -410,7 +423,7 @@ fn search_statistics_and_retention() {
         ["a-1"]
     );
     assert!(store.apply_retention(now).unwrap().is_empty(), "idempotent");
-    assert_eq!(store.statistics().by_status["deleted"].count, 1);
+    assert_eq!(store.statistics().unwrap().by_status["deleted"].count, 1);
 }
 
 #[test]

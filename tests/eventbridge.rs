@@ -123,7 +123,7 @@ async fn drain(sdk: &SdkConfig, url: &str, want: usize) -> Vec<(u64, String)> {
 }
 
 fn recorder(dir: &std::path::Path) -> Arc<Recorder> {
-    Arc::new(Recorder::open(dir.join("journal"), JournalConfig::default()).unwrap())
+    Arc::new(Recorder::open(dir, JournalConfig::default()).unwrap())
 }
 
 /// Records one upgrade with tasks and phases; the offsets of its lifecycle events.
@@ -434,7 +434,7 @@ async fn oversized_event_is_skipped_with_a_journaled_note() {
     // A consumer that starts over from before the skip (its checkpoint reset) notes it once.
     rusqlite::Connection::open(dir.path().join("state.sqlite"))
         .unwrap()
-        .execute("DELETE FROM consumer_checkpoints", [])
+        .execute("DELETE FROM checkpoints WHERE name LIKE 'consumer:%'", [])
         .unwrap();
     let (metrics, stop, task) = run(recorder.clone());
     wait_committed(&metrics, end).await;

@@ -108,7 +108,7 @@ fn logbook(data: &Path, endpoint: &str, args: &[&str]) -> Output {
 /// `from` is 0, with small segments), closes the journal, then ships it to `url` with
 /// `ship --once`.
 fn append_and_ship(data: &Path, endpoint: &str, url: &str, from: usize, n: usize) {
-    let recorder = Arc::new(Recorder::open(data.join("journal"), small_segments()).unwrap());
+    let recorder = Arc::new(Recorder::open(data, small_segments()).unwrap());
     let t = ProgressTracker::new(recorder.clone(), "u-1");
     if from == 0 {
         t.start_upgrade("p", "c", "Planning", None).unwrap();
@@ -145,7 +145,7 @@ fn small_segments() -> JournalConfig {
 /// A rich run: 3 upgrades (one failed) with nested tasks, progress, a session with
 /// collections and artifacts; small segments so there are many. The upgrade ids.
 fn record_rich_run(data: &Path) {
-    let recorder = Arc::new(Recorder::open(data.join("journal"), small_segments()).unwrap());
+    let recorder = Arc::new(Recorder::open(data, small_segments()).unwrap());
     let store = ArtifactStore::new(recorder.clone(), data.join("artifacts"));
     for u in 0..3 {
         let id = format!("upg-{u}");
@@ -417,8 +417,7 @@ fn a_second_journal_is_fenced_from_the_prefix() {
     let sdk = create_bucket(&rt, &endpoint);
     let url = format!("s3://{BUCKET}/shared");
     let record = |data: &Path| {
-        let recorder =
-            Arc::new(Recorder::open(data.join("journal"), JournalConfig::default()).unwrap());
+        let recorder = Arc::new(Recorder::open(data, JournalConfig::default()).unwrap());
         let t = ProgressTracker::new(recorder.clone(), "u-1");
         t.start_upgrade("p", "c", "Planning", None).unwrap();
         drop(t);
@@ -468,7 +467,7 @@ fn outage_mid_shipping_loses_and_duplicates_nothing() {
         segment_age: Duration::from_millis(300),
         ..JournalConfig::default()
     };
-    let recorder = Arc::new(Recorder::open(a.path().join("journal"), config).unwrap());
+    let recorder = Arc::new(Recorder::open(a.path(), config).unwrap());
     let location: S3Location = format!("s3://{BUCKET}/outage").parse().unwrap();
     let shipper = rt
         .block_on(Shipper::open(
@@ -594,9 +593,7 @@ fn artifacts_multipart_presigned_url_and_retention() {
     let data = tempfile::tempdir().unwrap();
     let url = format!("s3://{BUCKET}/arts");
     {
-        let recorder = Arc::new(
-            Recorder::open(data.path().join("journal"), JournalConfig::default()).unwrap(),
-        );
+        let recorder = Arc::new(Recorder::open(data.path(), JournalConfig::default()).unwrap());
         let t = ProgressTracker::new(recorder.clone(), "u-1");
         t.start_upgrade("p", "c", "Planning", None).unwrap();
         let store = ArtifactStore::new(recorder.clone(), data.path().join("artifacts"));

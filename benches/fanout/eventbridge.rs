@@ -74,10 +74,7 @@ pub fn run(phase_changes: usize) -> anyhow::Result<Report> {
     rt.block_on(client.create_event_bus().name(BUS).send())?;
 
     let tmp = tempfile::tempdir()?;
-    let recorder = Arc::new(Recorder::open(
-        tmp.path().join("journal"),
-        JournalConfig::default(),
-    )?);
+    let recorder = Arc::new(Recorder::open(tmp.path(), JournalConfig::default())?);
     eprintln!("  recording {phase_changes} upgrade.phase_changed events...");
     let started = Instant::now();
     let tracker = ProgressTracker::new(recorder.clone(), "upg-bench");

@@ -443,7 +443,7 @@ pub fn run(s: &Settings) -> anyhow::Result<Report> {
     let tmp = tempfile::tempdir()?;
     let config = JournalConfig::default();
     let max_record_bytes = config.record_bytes_max;
-    let recorder = Arc::new(Recorder::open(tmp.path().join("journal"), config)?);
+    let recorder = Arc::new(Recorder::open(tmp.path(), config)?);
     let (setup, pool) = events(10_000)?;
     for r in recorder.record_all(&setup)? {
         r?;

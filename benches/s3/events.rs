@@ -33,7 +33,7 @@ pub fn config() -> JournalConfig {
 /// Records `shape` into `<data>/journal` and seals the tail; the open recorder (the shipper
 /// needs it) and the number of events.
 pub fn record(data: &Path, shape: &Shape) -> (Arc<Recorder>, u64) {
-    let recorder = Arc::new(Recorder::open(data.join("journal"), config()).unwrap());
+    let recorder = Arc::new(Recorder::open(data, config()).unwrap());
     for u in 0..shape.upgrades {
         let events = upgrade_events(
             u,

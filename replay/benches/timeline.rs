@@ -36,7 +36,8 @@ fn record(dir: &Path, upgrades: usize, tasks: usize, progress: usize) -> u64 {
         durability: Durability::None,
         ..JournalConfig::default()
     };
-    let recorder = Recorder::open(dir, config).unwrap();
+    let recorder =
+        Recorder::open(dir.parent().expect("a data dir holds the journal"), config).unwrap();
     for u in 0..upgrades {
         for result in recorder
             .record_all(&upgrade_events(

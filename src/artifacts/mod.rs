@@ -174,10 +174,7 @@ impl ArtifactStore {
         let preflight = Event::ArtifactAdded(added.clone());
         preflight.validate().map_err(RecordError::from)?;
         // The store's events carry no idempotency key, so the verdict is always Fresh.
-        self.recorder
-            .state()
-            .check(&preflight)
-            .map_err(RecordError::from)?;
+        self.recorder.check(&preflight)?;
         let dir = self.root.join(&added.session_id).join(&added.collection_id);
         std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::Io {
             path: dir.clone(),
@@ -196,9 +193,9 @@ impl ArtifactStore {
             }
         }
         self.recorder
-            .state()
+            .live()?
             .artifact(&new.artifact_id)
-            .cloned()
+            .map_err(RecordError::from)?
             .ok_or_else(|| ArtifactError::NoFileName(new.source.clone()))
     }
 
@@ -252,26 +249,24 @@ impl ArtifactStore {
     }
 
     /// Artifacts matching `query`, by id.
-    pub fn search(&self, query: &ArtifactQuery) -> Vec<ArtifactView> {
-        self.recorder
-            .state()
-            .artifacts()
-            .filter(|a| query.matches(a))
-            .take(query.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect()
+    pub fn search(&self, query: &ArtifactQuery) -> Result<Vec<ArtifactView>, ArtifactError> {
+        let live = self.recorder.live()?;
+        Ok(live.search(query).map_err(RecordError::from)?)
     }
 
     /// Counts and bytes by type and by status.
-    pub fn statistics(&self) -> ArtifactStats {
-        search::statistics(self.recorder.state().artifacts())
+    pub fn statistics(&self) -> Result<ArtifactStats, ArtifactError> {
+        let live = self.recorder.live()?;
+        Ok(live
+            .stats(&ArtifactQuery::default())
+            .map_err(RecordError::from)?)
     }
 
     /// Deletes artifacts whose `expires_at` is at or before `now_us`: records
     /// `artifact.deleted` (reason `expired`), then removes the file. Also removes files left
     /// behind by a crash after an earlier deletion was recorded. Returns the deleted ids.
     pub fn apply_retention(&self, now_us: i64) -> Result<Vec<String>, ArtifactError> {
-        let candidates: Vec<ArtifactView> = self.recorder.state().artifacts().cloned().collect();
+        let candidates = self.search(&ArtifactQuery::default())?;
         let mut deleted = Vec::new();
         for artifact in candidates {
             use crate::event::ArtifactStatus::Deleted;

@@ -7,15 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbook::artifacts::{
-    ArtifactError, ArtifactQuery, ArtifactStore, NewArtifact, TagMatch, search,
-};
+use logbook::artifacts::{ArtifactError, ArtifactQuery, ArtifactStore, NewArtifact, TagMatch};
 use logbook::event::{ArtifactStatus, ArtifactType};
-use logbook::journal::Journal;
 use logbook::recorder::Recorder;
 use logbook::s3::upload::presigned_get;
 use logbook::s3::{ArtifactUploader, S3Location, UploadConfig};
-use logbook::state::{ArtifactView, Until, state_at};
+use logbook::state::ArtifactView;
 use logbook::timestamp::{format_us, now_us, parse_rfc3339};
 
 use super::aws::{parse_duration, parse_location, sdk_config};
@@ -186,7 +183,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             name,
             expires_at,
         } => {
-            let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+            let recorder = Arc::new(Recorder::open(&cli.data, cli.journal_config()?)?);
             let store = ArtifactStore::new(recorder.clone(), cli.data.join("artifacts"));
             let file_name = name.clone().or_else(|| {
                 path.file_name()
@@ -213,7 +210,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             };
             let view = store.add_artifact(&new).map_err(store_error)?;
             drop(store);
-            super::sync_projection(cli, recorder.journal())?;
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
             }
@@ -239,22 +235,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 text: s.text.clone(),
                 limit: s.limit,
             };
-            let journal =
-                Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
-            let state = state_at(&journal, Until::End)?;
-            let found: Vec<ArtifactView> = state
-                .artifacts()
-                .filter(|a| query.matches(a))
-                .take(query.limit.unwrap_or(usize::MAX))
-                .cloned()
-                .collect();
+            let (live, _journal) = super::read_live(cli)?;
+            let found: Vec<ArtifactView> = live.search(&query)?;
             print_artifacts(cli.json, &found)?;
         }
         Command::Stats => {
-            let journal =
-                Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
-            let state = state_at(&journal, Until::End)?;
-            let stats = search::statistics(state.artifacts());
+            let (live, _journal) = super::read_live(cli)?;
+            let stats = live.stats(&ArtifactQuery::default())?;
             if cli.json {
                 out!("{}", serde_json::to_string(&stats)?);
             } else {
@@ -282,7 +269,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Command::Upload { id, s3 } => {
             let runtime = runtime()?;
             let sdk = sdk_config(&runtime, "artifacts upload")?;
-            let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+            let recorder = Arc::new(Recorder::open(&cli.data, cli.journal_config()?)?);
             let uploader = ArtifactUploader::new(
                 logbook::s3::client(&sdk),
                 s3.clone(),
@@ -292,7 +279,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             );
             let outcome = runtime.block_on(uploader.upload(id));
             drop(uploader);
-            super::sync_projection(cli, recorder.journal())?;
             drop(runtime);
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
@@ -310,12 +296,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Url { id, expires, s3 } => {
-            let journal =
-                Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
-            let state = state_at(&journal, Until::End)?;
-            let artifact = state
-                .artifact(id)
-                .cloned()
+            let (live, _journal) = super::read_live(cli)?;
+            let artifact = live
+                .artifact(id)?
                 .ok_or_else(|| BadInput(format!("unknown artifact {id:?}")))?;
             let runtime = runtime()?;
             let sdk = sdk_config(&runtime, "artifacts url")?;
@@ -334,7 +317,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         Command::Retention { now, s3 } => {
             let now = time("--now", now)?.unwrap_or_else(now_us);
-            let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+            let recorder = Arc::new(Recorder::open(&cli.data, cli.journal_config()?)?);
             let store = ArtifactStore::new(recorder.clone(), cli.data.join("artifacts"));
             let deleted = store.apply_retention(now).map_err(store_error)?;
             drop(store);
@@ -351,7 +334,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 );
                 objects = runtime.block_on(uploader.delete_deleted())?;
             }
-            super::sync_projection(cli, recorder.journal())?;
             if let Some(recorder) = Arc::into_inner(recorder) {
                 recorder.close()?;
             }

@@ -460,7 +460,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .into());
     }
     server::check_listen(args.listen, None).map_err(|e| BadInput(e.to_string()))?;
-    let dir = cli.journal_dir();
     let config = cli.journal_config()?;
     let max_record_bytes = config.record_bytes_max;
     let runtime = server::runtime()?;
@@ -472,7 +471,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             ))
         })?;
     let addr = listener.local_addr()?;
-    let recorder = Arc::new(Recorder::open(&dir, config)?);
+    let dir = cli.journal_dir();
+    let recorder = Arc::new(Recorder::open(&cli.data, config)?);
     let state = Arc::new(AppState::new(
         recorder.clone(),
         None,
@@ -516,14 +516,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             return Err(error);
         }
     };
-    state.catch_up_projection();
     let end_offset = recorder.journal().next_offset();
 
     let mut shipped = None;
     if let (Some(task), Some(location)) = (shipper, &args.s3) {
         task.stop(&runtime);
         shipped = Some(ship_everything(cli, &runtime, &recorder, location)?);
-        state.catch_up_projection();
     }
     let mut notified = None;
     if let Some((task, metrics)) = eventbridge {
@@ -554,7 +552,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ),
         None => out!("upgrade {} completed", outcome.upgrade_id),
     }
-    if let Some(view) = recorder.upgrade(&outcome.upgrade_id) {
+    if let Some(view) = recorder.upgrade(&outcome.upgrade_id)? {
         let done = view
             .tasks
             .iter()
@@ -609,7 +607,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         tracing::warn!(%error, "dashboard server");
     }
     drop(runtime);
-    state.catch_up_projection();
     drop(state);
     match Arc::try_unwrap(recorder) {
         Ok(recorder) => recorder.close()?,

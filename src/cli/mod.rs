@@ -140,12 +140,22 @@ impl Cli {
     }
 }
 
-/// Brings `state.sqlite` up to the journal's end from its checkpoint (writer commands call this
-/// before closing, so the SQLite views follow every recorded event).
-pub fn sync_projection(cli: &Cli, journal: &logbook::journal::Journal) -> anyhow::Result<()> {
-    let mut projection = logbook::projection::Projection::open(&cli.data)?;
-    projection.catch_up(journal)?;
-    Ok(())
+/// The current state for a read-only command (beside a live writer, or without one): the
+/// projection plus what it lacks, or the journal folded when the projection cannot be used
+/// (said on stderr). Also returns the journal, opened read-only.
+pub fn read_live(cli: &Cli) -> anyhow::Result<(logbook::live::Live, logbook::journal::Journal)> {
+    let journal = logbook::journal::Journal::open_read_only(
+        cli.existing_journal_dir()?,
+        cli.journal_config()?,
+    )?;
+    let (live, folded) = logbook::live::Live::open_read(&cli.data, &journal)?;
+    if let Some(why) = folded {
+        note!(
+            "note: state.sqlite cannot be used ({why}); folded the journal instead (the next \
+             writer command, or `logbook rebuild`, rebuilds it)"
+        );
+    }
+    Ok((live, journal))
 }
 
 /// Runs the chosen subcommand.

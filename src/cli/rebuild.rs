@@ -1,14 +1,21 @@
 //! `logbook rebuild [--resume] [--batch-size N] [--checkpoints]`: rebuilds `<data>/state.sqlite`
-//! from the journal (deleting it first, unless `--resume`), reading the journal read-only so it
-//! works beside a live writer. Prints the events applied, the checkpoint and the digest of the
-//! projection's content (`--json`: `{"applied":..,"next_offset":..,"digest":..}`).
+//! from the journal (deleting it first, unless `--resume`). Prints the events applied, the
+//! checkpoint and the digest of the projection's content (`--json`:
+//! `{"applied":..,"next_offset":..,"digest":..,"rebuilt":..}`).
+//!
+//! It takes the journal's writer lock for its duration (refused while a writer runs: the
+//! writer owns `state.sqlite`, keeps it current, and rebuilds it itself when it does not match
+//! the journal). `--resume` keeps the file only if its anchored checkpoint matches the journal;
+//! one that does not (a repair cut records it reflects, another journal's file) is set aside
+//! and rebuilt from the start, and the output says so (`rebuilt` with the reason).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use logbook::journal::Journal;
-use logbook::projection::{DEFAULT_BATCH_SIZE, Projection};
+use logbook::journal::lock::DirLock;
+use logbook::projection::{DEFAULT_BATCH_SIZE, Opened, Projection};
 
 use super::{BadInput, Cli};
 
@@ -30,11 +37,26 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if args.batch_size == 0 {
         return Err(BadInput("--batch-size must be at least 1".into()).into());
     }
-    let journal = Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
-    if !args.resume {
+    let dir = cli.existing_journal_dir()?;
+    let _lock = DirLock::acquire(&dir)?;
+    let journal = Journal::open_read_only(&dir, cli.journal_config()?)?;
+    let mut rebuilt = None;
+    let mut projection = if args.resume {
+        let (projection, opened) = Projection::open_anchored(&cli.data, &journal)?;
+        if let Opened::Rebuilt { reason, set_aside } = opened {
+            note!(
+                "state.sqlite does not match the journal ({reason}); rebuilding from the start{}",
+                set_aside
+                    .map(|p| format!(" (the old file is kept as {})", p.display()))
+                    .unwrap_or_default()
+            );
+            rebuilt = Some(reason);
+        }
+        projection
+    } else {
         Projection::delete(&cli.data)?;
-    }
-    let mut projection = Projection::open(&cli.data)?;
+        Projection::open(&cli.data)?
+    };
     projection.set_batch_size(args.batch_size)?;
     let start = projection.checkpoint()?;
     let end = journal.next_offset();
@@ -46,7 +68,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} records ({per_sec}, eta {eta})",
     )?);
-    let done = projection.catch_up_with(&journal, |progress| {
+    let done = projection.catch_up_with(&journal, end, |progress| {
         bar.set_position(progress.next_offset.saturating_sub(start));
         if args.checkpoints {
             // A closed stdout stops the printing, never the rebuild.
@@ -64,6 +86,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "applied": done.applied,
             "next_offset": done.next_offset,
             "digest": digest,
+            "rebuilt": rebuilt,
         });
         out!("{out}");
     } else {

@@ -57,7 +57,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ..cli.journal_config()?
     };
     let max = config.record_bytes_max;
-    let recorder = Recorder::open(cli.journal_dir(), config)?;
+    let recorder = Recorder::open(&cli.data, config)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Line>(LINE_QUEUE);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -86,7 +86,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let report = ingest_lines(&recorder, numbered, max)?;
         summary.absorb(&report, |n| n, args.acks)?;
     }
-    super::sync_projection(cli, recorder.journal())?;
     recorder.close()?;
     summary.print(cli.json)?;
     Ok(if summary.refused > 0 {

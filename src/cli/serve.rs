@@ -87,8 +87,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let recorder = Arc::new(match follower {
-        Some(_) => Recorder::open_replica(cli.journal_dir(), config)?,
-        None => Recorder::open(cli.journal_dir(), config)?,
+        Some(_) => Recorder::open_replica(&cli.data, config)?,
+        None => Recorder::open(&cli.data, config)?,
     });
     let mut state = AppState::new(
         recorder.clone(),
@@ -145,10 +145,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     for task in [eventbridge, following, shipper].into_iter().flatten() {
         task.stop(&runtime);
     }
-    // Whatever happened, leave the projection current and the journal closed cleanly (the
+    // Whatever happened, close the journal cleanly and let the projection catch up with it (the
     // runtime is gone first: no request can still be recording).
     drop(runtime);
-    state.catch_up_projection();
     drop(state);
     match Arc::try_unwrap(recorder) {
         Ok(recorder) => recorder.close()?,
@@ -228,12 +227,7 @@ async fn follow(
             Ok(0) => {}
             Ok(applied) => {
                 let state = state.clone();
-                let refreshed = tokio::task::spawn_blocking(move || {
-                    let end = state.recorder.refresh();
-                    state.catch_up_projection();
-                    end
-                })
-                .await;
+                let refreshed = tokio::task::spawn_blocking(move || state.recorder.refresh()).await;
                 match refreshed {
                     Ok(Ok(end)) => tracing::info!(applied, next_offset = end, "follow: applied"),
                     Ok(Err(error)) => tracing::error!(%error, "follow: refresh failed"),

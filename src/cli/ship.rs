@@ -43,9 +43,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let sdk = sdk_config(&runtime, "ship")?;
-    let recorder = Arc::new(Recorder::open(cli.journal_dir(), cli.journal_config()?)?);
+    let recorder = Arc::new(Recorder::open(&cli.data, cli.journal_config()?)?);
     let result = runtime.block_on(ship(cli, args, &sdk, recorder.clone()));
-    super::sync_projection(cli, recorder.journal())?;
     drop(runtime);
     match Arc::try_unwrap(recorder) {
         Ok(recorder) => recorder.close()?,

@@ -1,9 +1,11 @@
-//! `logbook show upgrade ID | show session ID [--at OFFSET|TIME]`: the current view, or the view
-//! as of a point in the journal, folded from the journal (read-only, beside a live writer).
+//! `logbook show upgrade ID | show session ID [--at OFFSET|TIME]`: the current view, read from
+//! the projection (plus what it lacks, applied in memory), or the view as of a point in the
+//! journal, folded from the journal; read-only, beside a live writer.
 
 use std::process::ExitCode;
 
 use logbook::journal::Journal;
+use logbook::live::Live;
 use logbook::state::{Until, UpgradeView, state_at};
 use logbook::timestamp::{format_us, parse_rfc3339};
 
@@ -43,11 +45,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             })?),
         },
     };
-    let journal = Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
-    let mut state = state_at(&journal, until)?;
+    let mut live = match until {
+        Until::End => super::read_live(cli)?.0,
+        until => {
+            let journal =
+                Journal::open_read_only(cli.existing_journal_dir()?, cli.journal_config()?)?;
+            Live::folded(state_at(&journal, until)?)
+        }
+    };
     match &args.what {
         What::Upgrade { id } => {
-            let view = state.upgrade_view(id).ok_or_else(|| {
+            let view = live.upgrade_view(id)?.ok_or_else(|| {
                 BadInput(format!("unknown upgrade {id:?}{}", at_suffix(&args.at)))
             })?;
             if cli.json {
@@ -57,15 +65,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
         What::Session { id } => {
-            let session = state.session_view(id).ok_or_else(|| {
+            let session = live.session_view(id)?.ok_or_else(|| {
                 BadInput(format!("unknown session {id:?}{}", at_suffix(&args.at)))
             })?;
-            let artifacts: Vec<_> = session
+            let mut artifacts = Vec::new();
+            for a in session
                 .collections
                 .iter()
                 .flat_map(|c| c.artifact_ids.iter())
-                .filter_map(|a| state.artifact(a))
-                .collect();
+            {
+                artifacts.extend(live.artifact(a)?);
+            }
             if cli.json {
                 let out = serde_json::json!({"session": session, "artifacts": artifacts});
                 out!("{out}");

@@ -114,14 +114,8 @@ impl Journal {
                 next: end,
             });
         }
-        let mut reader = self.reader(StartAt::Offset(next_offset - 1))?;
-        match reader.next()? {
-            Some(record) => Ok(Anchor::after(&record)),
-            None => Err(JournalError::OffsetBeyondEnd {
-                offset: next_offset,
-                next: end,
-            }),
-        }
+        self.reader(StartAt::Offset(next_offset - 1))?
+            .anchor_at(next_offset)
     }
 
     /// Checks that `anchor` names a point of this journal (see the module docs).

@@ -523,6 +523,12 @@ impl Journal {
         self.shutdown()
     }
 
+    /// [`Journal::close`] for a journal that is shared: the same, through `&self`. Appends fail
+    /// afterwards with [`JournalError::Closed`]; readers still read what was committed.
+    pub fn finish(&self) -> Result<()> {
+        self.shutdown()
+    }
+
     fn shutdown(&self) -> Result<()> {
         if self.access != Access::Writer {
             // Waiting readers of a replica end.

@@ -43,6 +43,8 @@ const RAW_READ_BYTES: usize = 256 << 10;
 pub struct Reader {
     shared: Arc<Shared>,
     next: u64,
+    /// The anchor after the last record returned (`None` before the first, unless at 0).
+    last: Option<super::Anchor>,
     block: VecDeque<Record>,
     sealed_file: Option<(u64, Box<dyn StorageFile>)>,
     raw: Option<RawCursor>,
@@ -78,6 +80,7 @@ impl Reader {
         let mut reader = Reader {
             shared,
             next,
+            last: None,
             block: VecDeque::new(),
             sealed_file: None,
             raw: None,
@@ -93,6 +96,34 @@ impl Reader {
         self.next
     }
 
+    /// The anchor at [`Reader::position`] (next offset and the chain hash before it), if this
+    /// reader knows it without a read: after it returned a record, or at offset 0.
+    pub fn anchor(&self) -> Option<super::Anchor> {
+        match self.last {
+            Some(anchor) if anchor.next_offset == self.next => Some(anchor),
+            _ if self.next == 0 => Some(super::Anchor::GENESIS),
+            _ => None,
+        }
+    }
+
+    /// The anchor at `next_offset` of this reader's journal (reads the record before it).
+    pub fn anchor_at(&self, next_offset: u64) -> Result<super::Anchor> {
+        if let Some(anchor) = self.anchor().filter(|a| a.next_offset == next_offset) {
+            return Ok(anchor);
+        }
+        if next_offset == 0 {
+            return Ok(super::Anchor::GENESIS);
+        }
+        let mut reader = Reader::new(self.shared.clone(), StartAt::Offset(next_offset - 1))?;
+        match reader.next()? {
+            Some(record) => Ok(super::Anchor::after(&record)),
+            None => Err(JournalError::OffsetBeyondEnd {
+                offset: next_offset,
+                next: self.shared.visible.get(),
+            }),
+        }
+    }
+
     /// The next committed record, or `None` if the reader has caught up.
     #[expect(
         clippy::should_implement_trait,
@@ -105,6 +136,7 @@ impl Reader {
         for _attempt in 0..8 {
             if let Some(record) = self.take_buffered()? {
                 self.next += 1;
+                self.last = Some(super::Anchor::after(&record));
                 return Ok(Some(record));
             }
             self.reposition()?;

@@ -65,6 +65,13 @@ impl Batch {
         event: &Event,
     ) -> rusqlite::Result<()> {
         let off = sql_offset(offset);
+        if let Some(key) = event.id() {
+            // The first record of a key wins, as in `State::apply`.
+            db.prepare_cached(
+                "INSERT OR IGNORE INTO idempotency_keys (key, offset) VALUES (?1, ?2)",
+            )?
+            .execute(params![key, off])?;
+        }
         if !matches!(event, Event::UpgradeStarted(_))
             && let Some(upgrade_id) = event.upgrade_id()
             && !matches!(event, Event::SessionCreated(_))

@@ -6,7 +6,8 @@
 //! |---|---|
 //! | [`schema`] | the DDL and the digest order of the tables |
 //! | `apply` | one event → SQL, with exactly the effects of `State::apply` |
-//! | `store` | [`Projection::open`], [`Projection::catch_up`], the checkpoint, [`Projection::digest`] |
+//! | `store` | the one connection to the file, [`Projection::open_anchored`], [`Projection::catch_up`], [`Projection::digest`] |
+//! | [`checkpoints`] | the anchored checkpoints of durable consumers and the shipper, with history |
 //! | [`query`] | views (the `state` structs), artifact search and statistics |
 //!
 //! # Invariants
@@ -22,6 +23,12 @@
 //!   only, and the next catch-up re-applies exactly them: no event is applied twice or skipped.
 //!   The checkpoint is read inside the write transaction, so two processes catching up the same
 //!   file cannot apply a batch twice either.
+//! - **Anchored, never trusted blindly.** The checkpoint stores the chain hash of the record
+//!   before it ([`crate::journal::Anchor`]). A file whose anchor does not match the journal (a
+//!   tail cut by a repair or a crash, a restore into the directory, another journal's file, an
+//!   edit) is detected on open and before any catch-up that did not write the checkpoint
+//!   itself; a writer sets it aside (renamed, named in a warning) and rebuilds it
+//!   ([`Projection::open_anchored`]); readers fold the journal instead.
 //! - **Rebuildable.** The journal is the source of truth; deleting `state.sqlite` (with its
 //!   `-wal` and `-shm`) and catching up again gives the same [`Projection::digest`].
 //!
@@ -34,6 +41,7 @@
 //! fsync per batch that `FULL` would add buys nothing the journal does not already provide.
 
 mod apply;
+pub mod checkpoints;
 pub mod query;
 pub mod schema;
 mod store;
@@ -41,7 +49,8 @@ mod store;
 use std::path::PathBuf;
 
 pub use crate::artifacts::search::{ArtifactQuery, ArtifactStats, TagMatch, Tally};
-pub use store::{CatchUp, DEFAULT_BATCH_SIZE, Projection, STATE_FILE};
+pub use checkpoints::{Checkpoints, Resume};
+pub use store::{CatchUp, DEFAULT_BATCH_SIZE, Opened, Projection, STATE_FILE};
 
 /// Why the projection failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,17 +82,12 @@ pub enum ProjectionError {
         /// This build's version.
         expected: i64,
     },
-    /// The checkpoint is past the journal's end: the projection belongs to another journal (or
-    /// to records a repair cut).
-    #[error(
-        "the projection's checkpoint ({checkpoint}) is past the journal's end ({journal_next}); \
-         run `logbook rebuild`"
-    )]
-    AheadOfJournal {
-        /// The projection's next offset.
-        checkpoint: u64,
-        /// The journal's next offset.
-        journal_next: u64,
+    /// The checkpoint's anchor does not match the journal: the file reflects records the
+    /// journal does not hold (cut by a repair or a crash, or another journal's).
+    #[error("state.sqlite does not match the journal: {reason}; it must be rebuilt")]
+    Diverged {
+        /// What does not match.
+        reason: String,
     },
     /// A stored value cannot be read back (the file was edited by hand).
     #[error("state.sqlite holds an invalid {what}: {value:?}")]

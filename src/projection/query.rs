@@ -214,6 +214,27 @@ impl Projection {
         Ok(ids)
     }
 
+    /// Ids of the sessions of an upgrade, sorted.
+    pub fn sessions_of(&self, upgrade_id: &str) -> Result<Vec<String>, ProjectionError> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT session_id FROM sessions WHERE upgrade_id = ?1 ORDER BY session_id",
+        )?;
+        let ids = stmt
+            .query_map([upgrade_id], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    /// The offset holding the event recorded with idempotency key `key`, if any.
+    pub fn recorded_key(&self, key: &str) -> Result<Option<u64>, ProjectionError> {
+        let found: Option<i64> = self
+            .db
+            .prepare_cached("SELECT offset FROM idempotency_keys WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))
+            .optional()?;
+        found.map(offset).transpose()
+    }
+
     /// The view of a session: its collections in creation order, each with its artifact ids in
     /// the order they were added.
     pub fn session(&self, id: &str) -> Result<Option<SessionView>, ProjectionError> {

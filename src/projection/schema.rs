@@ -1,6 +1,10 @@
 //! The DDL of `state.sqlite`. Tables hold the facts of the fold in `crate::state` (one row per
-//! upgrade, task, session, collection, artifact and tag); derived numbers (roll-up percentages,
-//! a collection's artifact list) are computed when read, as `State` computes them.
+//! upgrade, task, session, collection, artifact, tag and idempotency key); derived numbers
+//! (roll-up percentages, a collection's artifact list) are computed when read, as `State`
+//! computes them. `checkpoints` holds every anchored checkpoint of the data dir (the
+//! projection's, each durable consumer's, the shipper's), `checkpoint_history` a few older
+//! anchors of each, so a consumer whose anchor no longer matches the journal can resume at the
+//! newest point that still does.
 //!
 //! Ordering columns: `tasks.added_offset`, `collections.created_offset` and
 //! `artifacts.added_offset` are the offsets of the events that created the rows; they give the
@@ -8,14 +12,32 @@
 //! joined its collection's list when it was added (in an unvalidated journal the collection may
 //! not have existed yet, and `State` then never lists it).
 
-/// Bumped whenever the tables change; an older file is refused (rebuild it).
-pub const SCHEMA_VERSION: i64 = 1;
+/// Bumped whenever the tables change. A writer sets a file of another version aside and
+/// rebuilds it; readers fall back to folding the journal.
+///
+/// 2: checkpoints carry the chain hash at their offset (anchors) and a history of older
+/// anchors; the idempotency keys moved from memory into `idempotency_keys`; consumer and ship
+/// progress moved into `checkpoints`.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Creates every table (idempotent).
 pub const DDL: &str = r#"
 CREATE TABLE IF NOT EXISTS checkpoints (
     name        TEXT PRIMARY KEY,
-    next_offset INTEGER NOT NULL
+    next_offset INTEGER NOT NULL,
+    chain       TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS checkpoint_history (
+    name        TEXT NOT NULL,
+    next_offset INTEGER NOT NULL,
+    chain       TEXT NOT NULL,
+    PRIMARY KEY (name, next_offset)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key    TEXT PRIMARY KEY,
+    offset INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS upgrades (
@@ -105,7 +127,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS artifacts_fts USING fts5 (
 "#;
 
 /// Tables in digest order, each with the query listing its rows in primary-key order.
-pub const DIGEST_TABLES: [(&str, &str); 7] = [
+pub const DIGEST_TABLES: [(&str, &str); 8] = [
     ("upgrades", "SELECT * FROM upgrades ORDER BY upgrade_id"),
     ("tasks", "SELECT * FROM tasks ORDER BY upgrade_id, task_id"),
     ("sessions", "SELECT * FROM sessions ORDER BY session_id"),
@@ -122,5 +144,9 @@ pub const DIGEST_TABLES: [(&str, &str); 7] = [
         "artifacts_fts",
         "SELECT artifact_id, file_name, description, tags FROM artifacts_fts \
          ORDER BY artifact_id",
+    ),
+    (
+        "idempotency_keys",
+        "SELECT * FROM idempotency_keys ORDER BY key",
     ),
 ];

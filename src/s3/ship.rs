@@ -409,7 +409,7 @@ impl Shipper {
     /// `report`.
     pub async fn upload_pending(&mut self, report: &mut ShipReport) -> Result<(), S3Error> {
         let now = Instant::now();
-        for artifact in self.uploader.pending() {
+        for artifact in self.uploader.pending()? {
             let id = artifact.artifact_id.clone();
             if self.retry.get(&id).is_some_and(|(_, at)| *at > now) {
                 continue;

@@ -27,6 +27,7 @@ use tracing::Instrument;
 
 use super::layout::{self, meta};
 use super::{S3Error, S3Location};
+use crate::artifacts::ArtifactQuery;
 use crate::event::{ArtifactStatus, ArtifactUploadFailed, ArtifactUploaded, Event};
 use crate::recorder::Recorder;
 use crate::state::ArtifactView;
@@ -93,9 +94,8 @@ impl ArtifactUploader {
 
     fn artifact(&self, artifact_id: &str) -> Result<ArtifactView, S3Error> {
         self.recorder
-            .state()
-            .artifact(artifact_id)
-            .cloned()
+            .live()?
+            .artifact(artifact_id)?
             .ok_or_else(|| S3Error::Artifact {
                 artifact_id: artifact_id.to_string(),
                 reason: "no such artifact".into(),
@@ -103,13 +103,17 @@ impl ArtifactUploader {
     }
 
     /// Artifacts waiting for an upload: `created`, or `failed` (a retry).
-    pub fn pending(&self) -> Vec<ArtifactView> {
-        self.recorder
-            .state()
-            .artifacts()
-            .filter(|a| matches!(a.status, ArtifactStatus::Created | ArtifactStatus::Failed))
-            .cloned()
-            .collect()
+    pub fn pending(&self) -> Result<Vec<ArtifactView>, S3Error> {
+        let live = self.recorder.live()?;
+        let mut pending = Vec::new();
+        for status in [ArtifactStatus::Created, ArtifactStatus::Failed] {
+            pending.extend(live.search(&ArtifactQuery {
+                status: Some(status),
+                ..ArtifactQuery::default()
+            })?);
+        }
+        pending.sort_by(|a, b| a.artifact_id.cmp(&b.artifact_id));
+        Ok(pending)
     }
 
     /// Uploads `artifact_id` (unless it already is), verifies it and records the outcome.
@@ -418,10 +422,13 @@ impl ArtifactUploader {
     pub async fn delete_deleted(&self) -> Result<Vec<String>, S3Error> {
         let gone: Vec<ArtifactView> = self
             .recorder
-            .state()
-            .artifacts()
-            .filter(|a| a.status == ArtifactStatus::Deleted && a.s3_key.is_some())
-            .cloned()
+            .live()?
+            .search(&ArtifactQuery {
+                status: Some(ArtifactStatus::Deleted),
+                ..ArtifactQuery::default()
+            })?
+            .into_iter()
+            .filter(|a| a.s3_key.is_some())
             .collect();
         let mut deleted = Vec::new();
         for artifact in gone {

@@ -57,9 +57,9 @@ pub async fn download(
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let artifact = app
         .recorder
-        .state()
+        .live()?
         .artifact(&id)
-        .cloned()
+        .map_err(crate::recorder::RecordError::from)?
         .ok_or_else(|| ApiError::not_found(format!("unknown artifact {id:?}")))?;
     if artifact.status == ArtifactStatus::Deleted {
         return Err(ApiError::not_found(format!("artifact {id:?} was deleted")));

@@ -77,6 +77,23 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
+
+    /// 503: the server is out of service (its journal failed: the recorder is poisoned).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl From<crate::recorder::RecordError> for ApiError {
+    /// The caller's input: 400. The journal or the state failed: 503 with the cause (the
+    /// recorder refuses everything until it is reopened; see `recorder`).
+    fn from(error: crate::recorder::RecordError) -> ApiError {
+        if error.is_bad_input() {
+            ApiError::bad_request(error.to_string())
+        } else {
+            ApiError::unavailable(error.to_string())
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -9,12 +9,13 @@
 //!
 //! Status: 200 if nothing was refused, 400 if any line was refused, **the accepted lines are
 //! written all the same** (as with `record`, which exits 2 but keeps them); the body says which.
-//! 413 over [`MAX_BODY_BYTES`] (nothing written), 500 if the journal fails.
+//! 413 over [`MAX_BODY_BYTES`] (nothing written). 503 with the cause if the journal failed
+//! during the batch or before it: from then on every request fails fast with 503 until the
+//! server is restarted; what the caller may assume about the batch is in [`crate::ingest`].
 //!
-//! After each ingest the SQLite projection (`state.sqlite`) is caught up, so `show`, `artifacts
-//! search` and other readers of the projection follow what was posted; a projection failure is
-//! logged and does not fail the request (the journal is the source of truth and the next catch-up
-//! resumes from its checkpoint).
+//! The SQLite projection (`state.sqlite`) follows the journal on its own (the recorder's
+//! projector), so `show`, `artifacts search` and other readers of the projection follow what
+//! was posted without the request waiting for it.
 
 use std::sync::Arc;
 
@@ -25,7 +26,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 pub use crate::ingest::{AlreadyRecordedLine, IngestReport, RefusedLine, ingest};
-use crate::journal::JournalError;
 
 use super::AppState;
 use super::error::ApiError;
@@ -38,12 +38,6 @@ pub async fn post_events(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    if state.recorder.is_replica() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "this server is a read-only replica (serve --follow); record on the primary",
-        ));
-    }
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -77,18 +71,25 @@ pub async fn post_events(
             bytes.extend_from_slice(&data);
         }
     }
+    // The body is read first (bounded above) so a client gets the answer, not a connection
+    // reset in the middle of its upload.
+    // Fail fast once the journal failed: nothing is checked or written (503, the cause).
+    if let Some(cause) = state.recorder.poisoned() {
+        return Err(crate::recorder::RecordError::Poisoned(cause).into());
+    }
+    if state.recorder.is_replica() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this server is a read-only replica (serve --follow); record on the primary",
+        ));
+    }
     let body = bytes;
     let worker = state.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let report = ingest(&worker.recorder, &body, worker.max_record_bytes)?;
-        if report.count > 0 {
-            worker.catch_up_projection();
-        }
-        Ok::<_, JournalError>(report)
+        ingest(&worker.recorder, &body, worker.max_record_bytes)
     })
     .await
-    .map_err(|e| ApiError::internal(format!("ingest worker failed: {e}")))?
-    .map_err(|e| ApiError::internal(format!("journal failed: {e}")))?;
+    .map_err(|e| ApiError::internal(format!("ingest worker failed: {e}")))??;
     let status = if report.refused.is_empty() {
         StatusCode::OK
     } else {

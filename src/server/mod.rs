@@ -36,7 +36,7 @@ pub mod views;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -45,7 +45,6 @@ use axum::routing::{get, post};
 
 pub use error::{ApiError, ServeError};
 
-use crate::projection::Projection;
 use crate::recorder::Recorder;
 
 /// What the handlers share.
@@ -57,11 +56,10 @@ pub struct AppState {
     pub token: Option<String>,
     /// The journal's record size limit (lines beyond it are refused).
     pub max_record_bytes: usize,
-    /// The data directory holding `state.sqlite`, whose projection ingest keeps current.
+    /// The data directory (artifact files for downloads).
     pub data_dir: PathBuf,
     /// The open `/v1/stream` connections (told to close with 1001 on shutdown).
     pub streams: stream::Streams,
-    projection: Mutex<Option<Projection>>,
 }
 
 impl AppState {
@@ -78,30 +76,6 @@ impl AppState {
             max_record_bytes,
             data_dir,
             streams: stream::Streams::default(),
-            projection: Mutex::new(None),
-        }
-    }
-
-    /// Brings `state.sqlite` up to the journal's end (opened on first use). Blocking. A failure
-    /// is logged, not returned: the journal is the truth and the next catch-up resumes.
-    pub fn catch_up_projection(&self) {
-        let mut slot = self
-            .projection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            match Projection::open(&self.data_dir) {
-                Ok(p) => *slot = Some(p),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot open the projection; it will catch up later");
-                    return;
-                }
-            }
-        }
-        if let Some(projection) = slot.as_mut()
-            && let Err(error) = projection.catch_up(self.recorder.journal())
-        {
-            tracing::warn!(%error, "projection catch-up failed; it will resume from its checkpoint");
         }
     }
 }

@@ -1,9 +1,12 @@
 //! The JSON views: health, upgrades, one upgrade (now or `?as_of=N`), a session with its
 //! artifacts, artifact search.
 //!
-//! Invariants: current views are read from the recorder's in-memory state under its lock, so
-//! they include exactly the records up to `as_of` (the state's last applied offset) and a client
-//! that loads a view and then streams from `as_of + 1` misses nothing and sees nothing twice.
+//! Invariants: current views are read from the recorder's state ([`crate::live::Live`]: the
+//! projection plus the overlay of what it lacks) under its lock, so they include exactly the
+//! records up to `as_of` (the state's last applied offset) and a client that loads a view and
+//! then streams from `as_of + 1` misses nothing and sees nothing twice. Once the recorder is
+//! poisoned (its journal failed) every view answers 503 with the cause, never a state that may
+//! hold events the journal does not.
 //! Views `?as_of=N` replay the journal up to N on a blocking thread (never on the async
 //! runtime). Unknown ids are 404, malformed or unknown query parameters 400, both JSON.
 
@@ -15,7 +18,8 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
 use crate::artifacts::{ArtifactQuery, TagMatch};
-use crate::state::{Until, state_at};
+use crate::recorder::RecordError;
+use crate::state::{ArtifactView, SessionView, Until, state_at};
 use crate::timestamp::parse_rfc3339;
 
 use super::AppState;
@@ -73,15 +77,25 @@ async fn state_as_of(app: &Arc<AppState>, offset: u64) -> Result<crate::state::S
         })
 }
 
-/// `GET /v1/health`.
-pub async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
+/// `GET /v1/health`: 200 `{"status":"ok",..}`, or 503 `{"status":"failed","error":..}` once
+/// the journal failed (the recorder refuses everything until restarted).
+pub async fn health(State(app): State<Arc<AppState>>) -> (axum::http::StatusCode, Json<Value>) {
     let hub = &app.streams.hub;
     let relaxed = std::sync::atomic::Ordering::Relaxed;
-    Json(
-        json!({"status": "ok", "next_offset": app.recorder.journal().next_offset(),
-                "stream_hub": {"frames": hub.frames.load(relaxed),
-                               "fallbacks": hub.fallbacks.load(relaxed)}}),
-    )
+    let journal = app.recorder.journal();
+    let failure = app.recorder.poisoned().or_else(|| journal.failure());
+    let body = json!({"status": if failure.is_some() { "failed" } else { "ok" },
+            "error": failure,
+            "next_offset": journal.next_offset(),
+            "durable_offset": journal.durable_offset(),
+            "stream_hub": {"frames": hub.frames.load(relaxed),
+                           "fallbacks": hub.fallbacks.load(relaxed)}});
+    let status = if failure.is_some() {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    (status, Json(body))
 }
 
 /// `GET /v1/upgrades`: every upgrade with its status, phase and percentage.
@@ -90,18 +104,19 @@ pub async fn upgrades(
     query: Params,
 ) -> Result<Json<Value>, ApiError> {
     params(query, &[])?;
-    let mut state = app.recorder.state();
-    let ids: Vec<String> = state.upgrade_ids().map(str::to_string).collect();
-    let upgrades: Vec<Value> = ids
-        .iter()
-        .filter_map(|id| state.upgrade_view(id))
-        .map(|v| {
-            json!({"upgrade_id": v.upgrade_id, "cluster_name": v.cluster_name, "plan_id": v.plan_id,
-                   "status": v.status, "phase": v.phase, "percentage": v.percentage,
-                   "last_offset": v.last_offset, "started_at_us": v.started_at_us})
-        })
-        .collect();
-    let as_of = state.next_offset().checked_sub(1);
+    let mut live = app.recorder.live()?;
+    let ids = live.upgrade_ids().map_err(RecordError::from)?;
+    let mut upgrades = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Some(v) = live.upgrade_view(id).map_err(RecordError::from)? {
+            upgrades.push(
+                json!({"upgrade_id": v.upgrade_id, "cluster_name": v.cluster_name, "plan_id": v.plan_id,
+                       "status": v.status, "phase": v.phase, "percentage": v.percentage,
+                       "last_offset": v.last_offset, "started_at_us": v.started_at_us}),
+            );
+        }
+    }
+    let as_of = live.next_offset().checked_sub(1);
     Ok(Json(json!({"upgrades": upgrades, "as_of": as_of})))
 }
 
@@ -121,11 +136,11 @@ pub async fn upgrade(
             (state.upgrade_view(&id), Some(offset), sessions)
         }
         None => {
-            let mut state = app.recorder.state();
-            let sessions = state.sessions_of(&id);
+            let mut live = app.recorder.live()?;
+            let sessions = live.sessions_of(&id).map_err(RecordError::from)?;
             (
-                state.upgrade_view(&id),
-                state.next_offset().checked_sub(1),
+                live.upgrade_view(&id).map_err(RecordError::from)?,
+                live.next_offset().checked_sub(1),
                 sessions,
             )
         }
@@ -155,22 +170,41 @@ pub async fn session(
 ) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     let pairs = params(query, &["as_of"])?;
-    let render = |state: &crate::state::State, as_of: Option<u64>| {
-        state.session_view(&id).map(|session| {
-            let artifacts: Vec<_> = session
-                .collections
-                .iter()
-                .flat_map(|c| c.artifact_ids.iter())
-                .filter_map(|a| state.artifact(a))
-                .collect();
-            json!({"session": session, "artifacts": artifacts, "as_of": as_of})
-        })
+    let render = |session: Option<SessionView>,
+                  artifact: &dyn Fn(&str) -> Result<Option<ArtifactView>, ApiError>,
+                  as_of: Option<u64>|
+     -> Result<Option<Value>, ApiError> {
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        let mut artifacts = Vec::new();
+        for id in session
+            .collections
+            .iter()
+            .flat_map(|c| c.artifact_ids.iter())
+        {
+            artifacts.extend(artifact(id)?);
+        }
+        Ok(Some(
+            json!({"session": session, "artifacts": artifacts, "as_of": as_of}),
+        ))
     };
     let body = match as_of(&pairs)? {
-        Some(offset) => render(&state_as_of(&app, offset).await?, Some(offset)),
+        Some(offset) => {
+            let state = state_as_of(&app, offset).await?;
+            render(
+                state.session_view(&id).cloned(),
+                &|a| Ok(state.artifact(a).cloned()),
+                Some(offset),
+            )?
+        }
         None => {
-            let state = app.recorder.state();
-            render(&state, state.next_offset().checked_sub(1))
+            let live = app.recorder.live()?;
+            render(
+                live.session_view(&id).map_err(RecordError::from)?,
+                &|a| Ok(live.artifact(a).map_err(RecordError::from)?),
+                live.next_offset().checked_sub(1),
+            )?
         }
     };
     body.map(Json)
@@ -255,12 +289,8 @@ pub async fn artifacts(
 ) -> Result<Json<Value>, ApiError> {
     let pairs = params(query, ARTIFACT_PARAMS)?;
     let query = artifact_query(&pairs)?;
-    let state = app.recorder.state();
-    let found: Vec<_> = state
-        .artifacts()
-        .filter(|a| query.matches(a))
-        .take(query.limit.unwrap_or(usize::MAX))
-        .collect();
+    let live = app.recorder.live()?;
+    let found = live.search(&query).map_err(RecordError::from)?;
     Ok(Json(json!({"count": found.len(), "artifacts": found,
-                    "as_of": state.next_offset().checked_sub(1)})))
+                    "as_of": live.next_offset().checked_sub(1)})))
 }

@@ -487,6 +487,95 @@ impl State {
         }
     }
 
+    /// The offset the next applied event will have, set by a caller that starts the fold
+    /// after offset 0 (the overlay of [`crate::live`], starting at the projection's checkpoint).
+    pub(crate) fn set_next_offset(&mut self, next_offset: u64) {
+        self.next_offset = next_offset;
+    }
+
+    /// Adopts an upgrade read from the projection (its current view).
+    pub(crate) fn adopt_upgrade(&mut self, view: UpgradeView) {
+        let mut tasks = view.tasks.clone();
+        let mut upgrade = Upgrade {
+            view: UpgradeView {
+                tasks: Vec::new(),
+                ..view
+            },
+            index: BTreeMap::new(),
+            parents: Vec::new(),
+        };
+        for task in tasks.drain(..) {
+            upgrade.push_task(std::sync::Arc::unwrap_or_clone(task));
+        }
+        self.upgrades
+            .insert(upgrade.view.upgrade_id.clone(), upgrade);
+    }
+
+    /// Adopts a session read from the projection.
+    pub(crate) fn adopt_session(&mut self, view: SessionView) {
+        self.sessions.insert(view.session_id.clone(), view);
+    }
+
+    /// Adopts an artifact read from the projection.
+    pub(crate) fn adopt_artifact(&mut self, view: ArtifactView) {
+        self.artifacts.insert(view.artifact_id.clone(), view);
+    }
+
+    /// Adopts an idempotency key read from the projection.
+    pub(crate) fn adopt_key(&mut self, key: String, offset: u64) {
+        self.keys.insert(key, offset);
+    }
+
+    /// Whether the fold holds this upgrade.
+    pub(crate) fn has_upgrade(&self, id: &str) -> bool {
+        self.upgrades.contains_key(id)
+    }
+
+    /// Whether the fold holds this session.
+    pub(crate) fn has_session(&self, id: &str) -> bool {
+        self.sessions.contains_key(id)
+    }
+
+    /// Whether the fold holds this artifact.
+    pub(crate) fn has_artifact(&self, id: &str) -> bool {
+        self.artifacts.contains_key(id)
+    }
+
+    /// Whether the fold holds this idempotency key.
+    pub(crate) fn has_key(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// Drops an upgrade (the overlay evicts what the projection holds).
+    pub(crate) fn forget_upgrade(&mut self, id: &str) {
+        self.upgrades.remove(id);
+    }
+
+    /// Drops a session.
+    pub(crate) fn forget_session(&mut self, id: &str) {
+        self.sessions.remove(id);
+    }
+
+    /// Drops an artifact.
+    pub(crate) fn forget_artifact(&mut self, id: &str) {
+        self.artifacts.remove(id);
+    }
+
+    /// Drops an idempotency key.
+    pub(crate) fn forget_key(&mut self, key: &str) {
+        self.keys.remove(key);
+    }
+
+    /// Upgrades, sessions, artifacts and keys held.
+    pub(crate) fn entities(&self) -> usize {
+        self.upgrades.len() + self.sessions.len() + self.artifacts.len() + self.keys.len()
+    }
+
+    /// Ids of all sessions, sorted.
+    pub fn session_ids(&self) -> impl Iterator<Item = &str> {
+        self.sessions.keys().map(String::as_str)
+    }
+
     /// The view of an upgrade, percentages rolled up.
     ///
     /// `&mut`: the roll-up is cached in place, so a snapshot of a large upgrade costs O(tasks)

@@ -1,40 +1,33 @@
-//! [`DurableConsumer`]: a named [`Subscription`] whose progress survives restarts, kept in
-//! `<data>/state.sqlite`, table [`CONSUMER_TABLE`] (`name` → next offset to examine), apart from
-//! the projection's own `checkpoints`.
+//! [`DurableConsumer`]: a named [`Subscription`] whose progress survives restarts, kept with
+//! every other checkpoint of the data dir in `state.sqlite` ([`Checkpoints`]), anchored to the
+//! journal (the next offset and the chain hash before it).
 //!
 //! # Delivery semantics: at least once
 //!
 //! The consumer starts at its stored checkpoint and the application calls
-//! [`DurableConsumer::commit`] after it has handled records. Each commit is its own short
-//! transaction on a connection with `synchronous = FULL`, so once `commit` returns the
-//! checkpoint survives a crash or power loss. A crash between handling a record and committing
-//! past it redelivers that record on the next open: handlers must tolerate duplicates, which the
-//! record's offset identifies. Nothing committed is ever redelivered, and nothing is skipped.
+//! [`DurableConsumer::commit`] after it has handled records. Each commit is one short
+//! transaction (WAL, `synchronous = NORMAL`): a crash, or a power loss that rolls the last
+//! commit back, redelivers the records after the checkpoint that survived; handlers must
+//! tolerate duplicates, which the record's offset identifies. Nothing is ever skipped.
 //!
-//! Invariants: a stored checkpoint never exceeds what the consumer had examined when it was
-//! written ([`SubscribeError::CommitAhead`]); opening refuses a checkpoint past the journal's end
-//! ([`SubscribeError::AheadOfJournal`]). `logbook rebuild` deletes `state.sqlite` and with it
-//! these checkpoints: consumers then start again from offset 0 (at least once still holds).
+//! A checkpoint whose anchor no longer matches the journal (records it reflects were cut by a
+//! repair or a crash, or the data dir now holds another journal) is not trusted: the consumer
+//! resumes at the newest point of its checkpoint history that still matches, or at the start,
+//! says so ([`DurableConsumer::rewound`], and a warning), and delivers again from there.
+//!
+//! Invariant: a stored checkpoint never exceeds what the consumer had examined when it was
+//! written ([`SubscribeError::CommitAhead`]). `logbook rebuild` deletes `state.sqlite` and with
+//! it these checkpoints: consumers then start again from offset 0 (at least once still holds).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use rusqlite::{Connection, OptionalExtension, params};
+use std::time::Instant;
 
 use crate::journal::Journal;
-use crate::projection::STATE_FILE;
+use crate::projection::Checkpoints;
 
 use super::filter::EventFilter;
 use super::subscription::{Delivery, From, Subscription};
 use super::{Result, SubscribeError};
-
-/// The table holding consumer checkpoints.
-pub const CONSUMER_TABLE: &str = "consumer_checkpoints";
-
-const DDL: &str = "CREATE TABLE IF NOT EXISTS consumer_checkpoints (
-    name TEXT PRIMARY KEY,
-    next_offset INTEGER NOT NULL
-)";
 
 /// Longest consumer name.
 const NAME_MAX: usize = 200;
@@ -43,9 +36,10 @@ const NAME_MAX: usize = 200;
 #[derive(Debug)]
 pub struct DurableConsumer {
     name: String,
-    db: Connection,
+    checkpoints: Checkpoints,
     sub: Subscription,
     committed: u64,
+    rewound: Option<String>,
 }
 
 impl DurableConsumer {
@@ -62,44 +56,26 @@ impl DurableConsumer {
                 "consumer name must be 1 to {NAME_MAX} bytes without control characters: {name:?}"
             )));
         }
-        let data_dir = data_dir.as_ref();
-        std::fs::create_dir_all(data_dir).map_err(|source| SubscribeError::Io {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
-        let db = Connection::open(data_dir.join(STATE_FILE))?;
-        db.busy_timeout(Duration::from_secs(30))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.execute_batch(DDL)?;
-        let stored: Option<i64> = db
-            .query_row(
-                "SELECT next_offset FROM consumer_checkpoints WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let committed = match stored {
-            Some(v) => u64::try_from(v).map_err(|_| {
-                SubscribeError::Invalid(format!("consumer {name:?}: stored offset {v} is negative"))
-            })?,
-            None => 0,
-        };
-        let journal_next = journal.next_offset();
-        if committed > journal_next {
-            return Err(SubscribeError::AheadOfJournal {
-                name: name.to_string(),
-                checkpoint: committed,
-                journal_next,
-            });
+        let checkpoints = Checkpoints::open(data_dir)?;
+        let resume = checkpoints.resume(&checkpoint_name(name), journal)?;
+        if let Some(why) = &resume.rewound {
+            crate::journal::quietly(|| tracing::warn!(consumer = name, "{why}"));
         }
+        let committed = resume.anchor.next_offset;
         let sub = Subscription::new(journal, From::Offset(committed), filter)?;
         Ok(DurableConsumer {
             name: name.to_string(),
-            db,
+            checkpoints,
             sub,
             committed,
+            rewound: resume.rewound,
         })
+    }
+
+    /// Set when the stored checkpoint did not match the journal: what happened, and where the
+    /// consumer resumed instead (see the module docs).
+    pub fn rewound(&self) -> Option<&str> {
+        self.rewound.as_deref()
     }
 
     /// The consumer's name.
@@ -132,8 +108,8 @@ impl DurableConsumer {
         self.sub.next_async().await
     }
 
-    /// Durably records that every record below `next_offset` is handled (one transaction,
-    /// fsynced before returning). `next_offset` may not exceed [`position`](Self::position);
+    /// Records that every record below `next_offset` is handled (one transaction, with the
+    /// anchor at that offset). `next_offset` may not exceed [`position`](Self::position);
     /// committing an offset below the last commit moves the checkpoint back (a replay).
     pub fn commit(&mut self, next_offset: u64) -> Result<()> {
         let position = self.position();
@@ -144,13 +120,9 @@ impl DurableConsumer {
                 position,
             });
         }
-        let value = i64::try_from(next_offset)
-            .map_err(|_| SubscribeError::Invalid(format!("offset {next_offset} too large")))?;
-        self.db.execute(
-            "INSERT INTO consumer_checkpoints (name, next_offset) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET next_offset = excluded.next_offset",
-            params![self.name, value],
-        )?;
+        let anchor = self.sub.anchor_at(next_offset)?;
+        self.checkpoints
+            .put(&checkpoint_name(&self.name), &anchor)?;
         self.committed = next_offset;
         Ok(())
     }
@@ -159,4 +131,10 @@ impl DurableConsumer {
     pub fn commit_position(&mut self) -> Result<()> {
         self.commit(self.position())
     }
+}
+
+/// The row of consumer `name` in `checkpoints` (a prefix keeps consumers apart from the
+/// projection's and the shipper's rows).
+pub fn checkpoint_name(name: &str) -> String {
+    format!("consumer:{name}")
 }

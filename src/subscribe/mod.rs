@@ -28,7 +28,7 @@ pub mod filter;
 pub mod subscription;
 
 pub use callbacks::{CallbackState, Callbacks, StatusChange, Subject};
-pub use consumer::{CONSUMER_TABLE, DurableConsumer};
+pub use consumer::{DurableConsumer, checkpoint_name};
 pub use filter::EventFilter;
 pub use subscription::{Delivery, From, Subscription};
 
@@ -40,9 +40,9 @@ pub enum SubscribeError {
     /// Reading the journal failed, or it was closed with every record read.
     #[error(transparent)]
     Journal(#[from] JournalError),
-    /// `state.sqlite` failed.
-    #[error("state.sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// `state.sqlite` (the checkpoints) failed.
+    #[error(transparent)]
+    State(#[from] crate::projection::ProjectionError),
     /// The data directory could not be created.
     #[error("{path}: {source}")]
     Io {
@@ -54,19 +54,6 @@ pub enum SubscribeError {
     /// A filter, start point or consumer name that cannot be used.
     #[error("{0}")]
     Invalid(String),
-    /// A stored checkpoint is past the journal's end: it belongs to another journal (or to
-    /// records a repair cut).
-    #[error(
-        "consumer {name:?}: checkpoint {checkpoint} is past the journal's end ({journal_next})"
-    )]
-    AheadOfJournal {
-        /// The consumer.
-        name: String,
-        /// Its stored next offset.
-        checkpoint: u64,
-        /// The journal's next offset.
-        journal_next: u64,
-    },
     /// A commit past what the consumer has examined.
     #[error("consumer {name:?}: cannot commit {offset}, it has examined up to {position}")]
     CommitAhead {

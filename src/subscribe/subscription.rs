@@ -110,6 +110,16 @@ impl Subscription {
         self.reader.position()
     }
 
+    /// The anchor at [`Subscription::position`], if known without a read.
+    pub fn anchor(&self) -> Option<crate::journal::Anchor> {
+        self.reader.anchor()
+    }
+
+    /// The anchor at `next_offset` of the subscribed journal.
+    pub fn anchor_at(&self, next_offset: u64) -> Result<crate::journal::Anchor> {
+        Ok(self.reader.anchor_at(next_offset)?)
+    }
+
     /// The filter.
     pub fn filter(&self) -> &EventFilter {
         &self.filter

@@ -1,6 +1,7 @@
 //! Test harnesses shared by the black-box tests (each test crate uses only some of them).
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod moto;
 pub mod proxy;
 pub mod serve;

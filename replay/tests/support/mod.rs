@@ -27,7 +27,7 @@ pub fn small() -> JournalConfig {
 /// subtask `ng-2` (under `green`) fails, then `green`, then the upgrade. With `seal`, every
 /// record ends in a sealed segment (what S3 holds). Returns the open recorder.
 pub fn record_rich_run(data: &Path, seal: bool) -> Arc<Recorder> {
-    let recorder = Arc::new(Recorder::open(data.join("journal"), small()).unwrap());
+    let recorder = Arc::new(Recorder::open(data, small()).unwrap());
     let store = ArtifactStore::new(recorder.clone(), data.join("artifacts"));
     for u in 0..3 {
         let id = format!("upg-{u}");
