@@ -83,8 +83,9 @@ pub enum Command {
     Show(show::Args),
     /// Check every frame, block, footer and the hash chain; name the first bad offset.
     Verify,
-    /// Open the journal cutting damaged committed records (kept in quarantine, and recorded).
-    Repair,
+    /// Find the first damage and repair it: cut it (kept in quarantine, and recorded), or
+    /// replace a damaged sealed segment with its copy in S3.
+    Repair(repair::Args),
     /// Rebuild state.sqlite (the SQLite projections) from the journal, or resume it.
     Rebuild(rebuild::Args),
     /// Serve HTTP ingest (`POST /v1/events`) and JSON views; owns the journal while it runs.
@@ -167,7 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(&cli, args),
         Command::Artifacts(args) => artifacts::run(&cli, args),
         Command::Verify => verify::run(&cli),
-        Command::Repair => repair::run(&cli),
+        Command::Repair(args) => repair::run(&cli, args),
         Command::Rebuild(args) => rebuild::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args),
         Command::Tail(args) => tail::run(&cli, args),

@@ -256,6 +256,23 @@ pub async fn download_segment(
     Ok((footer, fetched.segment.bytes().to_vec()))
 }
 
+/// Downloads the segment object holding `first..=last` and verifies it on its own: what
+/// `logbook repair --from s3://...` puts in place of a damaged local segment.
+pub async fn download_verified(
+    client: &Client,
+    location: &S3Location,
+    first: u64,
+    last: u64,
+) -> Result<VerifiedSegment, S3Error> {
+    let listed = Listed {
+        key: layout::segment_key(location, first, last),
+        first,
+        last,
+        size: 0,
+    };
+    Ok(fetch(client, location, listed, Until::End).await?.segment)
+}
+
 /// Where the applied part of the journal ends: the importer knows the offset and the chain;
 /// this is the last object applied (`None`: none yet) and whether a point-in-time restore
 /// reached its end.
