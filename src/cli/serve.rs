@@ -23,7 +23,9 @@ pub struct Args {
     /// Address to listen on; a non-loopback address requires a token.
     #[arg(long, default_value = "127.0.0.1:8765")]
     listen: SocketAddr,
-    /// Require `Authorization: Bearer TOKEN` on every request.
+    /// Require `Authorization: Bearer TOKEN` on every request (the scheme in any case). A
+    /// blank token, or one with control characters, non-ASCII characters or surrounding
+    /// whitespace, is refused (exit 2).
     #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Send lifecycle events to this EventBridge bus (durable consumer `eventbridge`; AWS

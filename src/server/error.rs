@@ -19,9 +19,17 @@ pub enum ServeError {
          set --token (or LOGBOOK_TOKEN) or listen on 127.0.0.1"
     )]
     NonLoopbackWithoutToken(SocketAddr),
-    /// An empty token would accept `Authorization: Bearer ` and protect nothing.
-    #[error("the token must not be empty")]
+    /// An empty or whitespace-only token would protect nothing.
+    #[error(
+        "the token must not be empty or only whitespace; set --token (or LOGBOOK_TOKEN) to a secret"
+    )]
     EmptyToken,
+    /// A token that could not be sent (or not unchanged) in an `Authorization` header.
+    #[error(
+        "the token cannot be used: {0}; use printable ASCII without surrounding spaces \
+         (e.g. a random hex or base64 string)"
+    )]
+    BadToken(String),
     /// Binding or serving failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -40,7 +48,9 @@ impl ServeError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            ServeError::NonLoopbackWithoutToken(_) | ServeError::EmptyToken
+            ServeError::NonLoopbackWithoutToken(_)
+                | ServeError::EmptyToken
+                | ServeError::BadToken(_)
         )
     }
 }

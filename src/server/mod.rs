@@ -16,7 +16,8 @@
 //! - **One writer.** The server owns the journal through one [`Recorder`] (whose journal holds
 //!   the data dir's writer lock), so other processes record by posting to it.
 //! - **Not exposed by accident.** [`check_listen`] refuses a non-loopback address unless a token
-//!   is configured; with a token every route, the 404 fallback included, requires it.
+//!   is configured, and a blank token or one with control characters anywhere; with a token
+//!   every route, the 404 fallback included, requires it ([`auth`]).
 //! - **Bounded requests.** Bodies are limited to [`ingest::MAX_BODY_BYTES`] (413 beyond).
 //! - **Appends keep a core.** The server's runtime has one worker fewer than the machine has
 //!   cores ([`runtime`]), so stream delivery cannot starve the journal's threads.
@@ -126,12 +127,13 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Refuses a non-loopback `addr` without a token, and an empty token.
+/// Refuses a non-loopback `addr` without a token, and a token [`auth::check_token`] refuses
+/// (empty or whitespace-only, control characters, ...), wherever it listens.
 pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ServeError> {
     match token {
-        Some("") => Err(ServeError::EmptyToken),
+        Some(token) => auth::check_token(token),
         None if !addr.ip().is_loopback() => Err(ServeError::NonLoopbackWithoutToken(addr)),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
@@ -207,4 +209,34 @@ pub async fn serve(
         tracing::warn!("some /v1/stream connections did not close in time");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_listen_refuses_exposure_and_unusable_tokens() {
+        let loopback: SocketAddr = "127.0.0.1:8765".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8765".parse().unwrap();
+        assert!(check_listen(loopback, None).is_ok());
+        assert!(check_listen(loopback, Some("s3cret")).is_ok());
+        assert!(check_listen(any, Some("s3cret")).is_ok());
+        assert!(matches!(
+            check_listen(any, None),
+            Err(ServeError::NonLoopbackWithoutToken(_))
+        ));
+        for addr in [loopback, any] {
+            for blank in ["", " ", "   ", "\t", " \t\n"] {
+                let refused = check_listen(addr, Some(blank)).expect_err(blank);
+                assert!(matches!(refused, ServeError::EmptyToken), "{blank:?}");
+                assert!(refused.is_bad_input());
+            }
+            for bad in ["a\u{0}b", "a\u{1b}[0m", "tok\r\nX-Injected: 1"] {
+                let refused = check_listen(addr, Some(bad)).expect_err(bad);
+                assert!(matches!(refused, ServeError::BadToken(_)), "{bad:?}");
+                assert!(refused.is_bad_input());
+            }
+        }
+    }
 }
