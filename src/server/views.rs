@@ -77,10 +77,13 @@ async fn state_as_of(app: &Arc<AppState>, offset: u64) -> Result<crate::state::S
 pub async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
     let hub = &app.streams.hub;
     let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let limits = app.limits();
     Json(
         json!({"status": "ok", "next_offset": app.recorder.journal().next_offset(),
                 "stream_hub": {"frames": hub.frames.load(relaxed),
-                               "fallbacks": hub.fallbacks.load(relaxed)}}),
+                               "fallbacks": hub.fallbacks.load(relaxed)},
+                "connections": {"open": app.connections_open(),
+                                "max": limits.connections_max}}),
     )
 }
 
