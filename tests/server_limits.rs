@@ -353,3 +353,80 @@ fn connections_beyond_the_cap_get_503_and_websocket_streams_count() {
         let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
     });
 }
+
+/// With `--max-ingests 1 --ingest-wait 1s`: while one `POST /v1/events` holds the only turn
+/// (its body half sent), another gets `503 {"error": ..}` with `Retry-After` after the wait,
+/// and nothing of it is written; the first, once its body is complete, is recorded. A body that
+/// then stalls for the header timeout (2 s) is answered 408, nothing written.
+#[test]
+fn ingest_turns_are_bounded_and_a_stalled_body_gets_408() {
+    const LINE: &str = r#"{"type":"upgrade.started","upgrade_id":"u-1","plan_id":"p","cluster_name":"prod","phase":"Planning"}"#;
+    let data = tempfile::tempdir().unwrap();
+    let server = start(
+        data.path(),
+        &[
+            "--token",
+            TOKEN,
+            "--header-timeout",
+            "2s",
+            "--max-ingests",
+            "1",
+            "--ingest-wait",
+            "1s",
+        ],
+    );
+    let body = format!("{LINE}\n");
+    let (half, rest) = body.split_at(20);
+    let post_head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut first = connect(&server, Duration::from_secs(10));
+    first.write_all(post_head.as_bytes()).unwrap();
+    first.write_all(half.as_bytes()).unwrap();
+    // Wait until the first holds the turn.
+    let mut probe = connect(&server, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = get_json(&mut probe, "/v1/health");
+        if health["ingests"]["active"] == 1 {
+            assert_eq!(health["ingests"]["max"], 1, "{health}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first ingest never took its turn: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut second = connect(&server, Duration::from_secs(10));
+    second.write_all(post_head.as_bytes()).unwrap();
+    second.write_all(body.as_bytes()).unwrap();
+    let (status, head, response) = read_response(&mut second);
+    assert_eq!(status, 503, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let error: Value = serde_json::from_slice(&response).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("busy"), "{error}");
+
+    first.write_all(rest.as_bytes()).unwrap();
+    let (status, head, response) = read_response(&mut first);
+    assert_eq!(status, 200, "{head} {}", String::from_utf8_lossy(&response));
+    assert_eq!(get_json(&mut probe, "/v1/health").1["next_offset"], 1);
+
+    // A body that stops half-way is answered 408 once the header timeout passes.
+    let stalled_at = Instant::now();
+    first.write_all(post_head.as_bytes()).unwrap();
+    first.write_all(half.as_bytes()).unwrap();
+    let (status, head, response) = read_response(&mut first);
+    assert_eq!(status, 408, "{head} {}", String::from_utf8_lossy(&response));
+    eprintln!(
+        "stalled body answered 408 after {:.2?}",
+        stalled_at.elapsed()
+    );
+    assert_eq!(get_json(&mut probe, "/v1/health").1["next_offset"], 1);
+}

@@ -1,7 +1,7 @@
 //! `logbook serve [--listen 127.0.0.1:8765] [--token T]`: owns the journal (one writer per data
 //! dir) and serves HTTP ingest and JSON views (src/server/), within the limits of its flags
-//! (`--header-timeout`, `--idle-timeout`, `--max-connections`; see src/server/limits.rs for
-//! what happens at each). Prints `listening on http://ADDR`
+//! (`--header-timeout`, `--idle-timeout`, `--max-connections`, `--max-ingests`,
+//! `--ingest-wait`; see src/server/limits.rs for what happens at each). Prints `listening on http://ADDR`
 //! with the real port (so `--listen 127.0.0.1:0` works). Refuses a non-loopback address without
 //! a token (exit 2). Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, catches up
 //! the projection and closes the recorder (journal flushed and fsynced). With
@@ -64,7 +64,8 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = logbook::server::stream::STALL_LIMIT.as_secs_f64(), value_parser = parse_seconds)]
     ws_stall_limit: f64,
     /// Close a connection that has not sent a complete request head this long after it opened
-    /// (or after the first byte of its next request), e.g. 10s.
+    /// (or after the first byte of its next request), e.g. 10s; also the longest silence
+    /// allowed inside a POST /v1/events body (408).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::aws::parse_duration)]
     header_timeout: std::time::Duration,
     /// Close a keep-alive connection that sends no new request for this long after a
@@ -75,6 +76,13 @@ pub struct Args {
     /// 503 and is closed. Lowered (with a warning) to fit the open-file limit (ulimit -n).
     #[arg(long, value_name = "N", default_value_t = logbook::server::limits::CONNECTIONS_MAX, value_parser = parse_count)]
     max_connections: usize,
+    /// POST /v1/events requests read and processed at once, at most (each holds its body, up to
+    /// 16 MiB, in memory); others wait --ingest-wait for a turn, then get 503 + Retry-After.
+    #[arg(long, value_name = "N", default_value_t = logbook::server::limits::INGESTS_MAX, value_parser = parse_count)]
+    max_ingests: usize,
+    /// How long a POST /v1/events waits for a turn before it gets 503, e.g. 30s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::aws::parse_duration)]
+    ingest_wait: std::time::Duration,
 }
 
 fn parse_count(text: &str) -> Result<usize, String> {
@@ -126,6 +134,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,
         connections_max: args.max_connections,
+        ingests_max: args.max_ingests,
+        ingest_wait: args.ingest_wait,
     }));
     let following = follower.map(|follower| {
         let (state, interval) = (state.clone(), args.poll_interval);

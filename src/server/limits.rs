@@ -1,14 +1,16 @@
 //! The server's resource limits ([`Limits`]): how long a connection may take to send a
-//! request's head or stay idle, and how many connections it serves at once. Each has a `serve`
-//! flag; the defaults are the constants here.
+//! request's head or stay idle, how many connections and ingests it serves at once. Each has a
+//! `serve` flag; the defaults are the constants here.
 //!
-//! What happens at each limit (every queue is bounded; see also [`super::conn`]):
+//! What happens at each limit (every queue is bounded; see also [`super::conn`],
+//! [`super::ingest`]):
 //!
 //! | limit | when it is reached |
 //! |---|---|
-//! | [`Limits::header_timeout`] | a connection that has not sent a complete request head this long after it opened (or after the first byte of a later request) is closed |
+//! | [`Limits::header_timeout`] | a connection that has not sent a complete request head this long after it opened (or after the first byte of a later request) is closed; an ingest body that sends nothing for this long is answered 408 |
 //! | [`Limits::idle_timeout`] | a keep-alive connection with no request for this long after its last response is closed |
 //! | [`Limits::connections_max`] | a further connection is answered `503 {"error": ..}` with `Retry-After` and closed (at most [`REFUSING_MAX`] such answers at once; beyond, it is closed unanswered). WebSocket streams count |
+//! | [`Limits::ingests_max`] | a further `POST /v1/events` waits (before its body is read) up to [`Limits::ingest_wait`] for a turn, then gets `503` with `Retry-After` (nothing written) |
 //!
 //! The connection limit is clamped below the process's open-file limit ([`Limits::resolve`]),
 //! so that the cap, not `accept` failing with "too many open files", is what refuses clients.
@@ -21,6 +23,11 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default of [`Limits::connections_max`].
 pub const CONNECTIONS_MAX: usize = 1024;
+/// Default of [`Limits::ingests_max`]: ingest is parsing (CPU) and one group commit, so more at
+/// once only queue for the cores while each holds its body (up to 16 MiB) in memory.
+pub const INGESTS_MAX: usize = 2;
+/// Default of [`Limits::ingest_wait`].
+pub const INGEST_WAIT: Duration = Duration::from_secs(30);
 /// Connections refused with a 503 at once, at most (each for at most [`REFUSE_WAIT`]).
 pub const REFUSING_MAX: usize = 64;
 /// How long a refused connection is given to read its 503 before it is closed.
@@ -32,12 +39,16 @@ pub const FDS_RESERVED: usize = 128;
 /// The server's resource limits; see the module docs for what happens at each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest time to send a complete request head.
+    /// Longest time to send a complete request head (and longest silence in an ingest body).
     pub header_timeout: Duration,
     /// Longest time a keep-alive connection may stay idle between requests.
     pub idle_timeout: Duration,
     /// Open connections at most, WebSocket streams included.
     pub connections_max: usize,
+    /// `POST /v1/events` requests read and processed at once, at most.
+    pub ingests_max: usize,
+    /// How long a `POST /v1/events` waits for a turn before it gets 503.
+    pub ingest_wait: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +57,8 @@ impl Default for Limits {
             header_timeout: HEADER_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             connections_max: CONNECTIONS_MAX,
+            ingests_max: INGESTS_MAX,
+            ingest_wait: INGEST_WAIT,
         }
     }
 }
@@ -56,6 +69,7 @@ impl Limits {
     pub fn resolve(self) -> Limits {
         let mut limits = Limits {
             connections_max: self.connections_max.max(1),
+            ingests_max: self.ingests_max.max(1),
             ..self
         };
         if let Some(files) = open_files_limit() {
@@ -123,9 +137,10 @@ mod tests {
         assert_eq!(clamp_to_files(1024, 10), 1);
         let resolved = Limits {
             connections_max: 0,
+            ingests_max: 0,
             ..Limits::default()
         }
         .resolve();
-        assert_eq!(resolved.connections_max, 1);
+        assert_eq!((resolved.connections_max, resolved.ingests_max), (1, 1));
     }
 }

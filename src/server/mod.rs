@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `mod.rs` | [`AppState`], [`router`], [`check_listen`], [`serve`] |
 //! | [`auth`] | bearer token on every route, constant-time comparison; which tokens may be set |
-//! | [`limits`] | [`Limits`]: header and idle timeouts, the connection cap |
+//! | [`limits`] | [`Limits`]: header and idle timeouts, the caps on connections and ingests |
 //! | [`conn`] | one connection: hyper HTTP/1, header and idle timeouts, the 503 beyond the cap |
 //! | [`ingest`] | `POST /v1/events`: NDJSON through the same path as `logbook record` |
 //! | [`fanout`] | the live edge of `/v1/stream`: each record serialized once, broadcast |
@@ -24,7 +24,8 @@
 //! - **Bounded connections.** At most [`Limits::connections_max`] connections are open
 //!   (WebSocket streams included; the next one gets a JSON 503 and is closed); each must send
 //!   its request head within the header timeout and is closed after the idle timeout between
-//!   requests ([`conn`], [`limits`]).
+//!   requests ([`conn`]); at most [`Limits::ingests_max`] ingests run at once (see [`limits`]
+//!   for what waits and what is refused).
 //! - **Appends keep a core.** The server's runtime has one worker fewer than the machine has
 //!   cores ([`runtime`]), so stream delivery cannot starve the journal's threads.
 //! - **Blocking work off the runtime.** Group-commit waits, projection catch-up and as-of
@@ -78,6 +79,8 @@ pub struct AppState {
     limits: Limits,
     /// One permit per open connection ([`Limits::connections_max`]).
     connections: Arc<Semaphore>,
+    /// One permit per ingest being read or processed ([`Limits::ingests_max`]).
+    ingests: Arc<Semaphore>,
     projection: Mutex<Option<Projection>>,
 }
 
@@ -98,6 +101,7 @@ impl AppState {
             streams: stream::Streams::default(),
             limits,
             connections: Arc::new(Semaphore::new(limits.connections_max)),
+            ingests: Arc::new(Semaphore::new(limits.ingests_max)),
             projection: Mutex::new(None),
         }
     }
@@ -107,6 +111,7 @@ impl AppState {
         let limits = limits.resolve();
         self.limits = limits;
         self.connections = Arc::new(Semaphore::new(limits.connections_max));
+        self.ingests = Arc::new(Semaphore::new(limits.ingests_max));
         self
     }
 
@@ -120,6 +125,23 @@ impl AppState {
         self.limits
             .connections_max
             .saturating_sub(self.connections.available_permits())
+    }
+
+    /// Ingest requests holding a turn now ([`Limits::ingests_max`]).
+    pub fn ingests_active(&self) -> usize {
+        self.limits
+            .ingests_max
+            .saturating_sub(self.ingests.available_permits())
+    }
+
+    /// Waits up to the ingest wait for a turn to ingest ([`Limits::ingests_max`]); `None` if
+    /// none came (answer 503).
+    pub async fn ingest_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let turn = self.ingests.clone().acquire_owned();
+        match tokio::time::timeout(self.limits.ingest_wait, turn).await {
+            Ok(Ok(permit)) => Some(permit),
+            Ok(Err(_)) | Err(_) => None,
+        }
     }
 
     /// Brings `state.sqlite` up to the journal's end (opened on first use). Blocking. A failure

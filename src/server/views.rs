@@ -83,7 +83,8 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
                 "stream_hub": {"frames": hub.frames.load(relaxed),
                                "fallbacks": hub.fallbacks.load(relaxed)},
                 "connections": {"open": app.connections_open(),
-                                "max": limits.connections_max}}),
+                                "max": limits.connections_max},
+                "ingests": {"active": app.ingests_active(), "max": limits.ingests_max}}),
     )
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod procfs;
 pub mod proxy;
 pub mod serve;
 pub mod webdriver;
