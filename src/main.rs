@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc instead of the system allocator: it returns freed memory to the OS soon after, so
+/// that `serve` shrinks back when clients leave (see Cargo.toml and tests/server_memory.rs).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -1,7 +1,7 @@
 //! `logbook serve [--listen 127.0.0.1:8765] [--token T]`: owns the journal (one writer per data
 //! dir) and serves HTTP ingest and JSON views (src/server/), within the limits of its flags
-//! (`--header-timeout`, `--idle-timeout`, `--max-connections`, `--max-ingests`,
-//! `--ingest-wait`; see src/server/limits.rs for what happens at each). Prints `listening on http://ADDR`
+//! (`--header-timeout`, `--idle-timeout`, `--max-connections`, `--max-ingests`, `--ingest-wait`,
+//! `--max-stream-readers`; see src/server/limits.rs for what happens at each). Prints `listening on http://ADDR`
 //! with the real port (so `--listen 127.0.0.1:0` works). Refuses a non-loopback address without
 //! a token (exit 2). Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, catches up
 //! the projection and closes the recorder (journal flushed and fsynced). With
@@ -83,6 +83,10 @@ pub struct Args {
     /// How long a POST /v1/events waits for a turn before it gets 503, e.g. 30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::aws::parse_duration)]
     ingest_wait: std::time::Duration,
+    /// /v1/stream connections reading the journal at once, at most (each holds a decompressed
+    /// block, ~1 MiB); others wait their turn. Connections at the live edge need none.
+    #[arg(long, value_name = "N", default_value_t = logbook::server::limits::STREAM_READERS_MAX, value_parser = parse_count)]
+    max_stream_readers: usize,
 }
 
 fn parse_count(text: &str) -> Result<usize, String> {
@@ -136,6 +140,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         connections_max: args.max_connections,
         ingests_max: args.max_ingests,
         ingest_wait: args.ingest_wait,
+        stream_readers_max: args.max_stream_readers,
     }));
     let following = follower.map(|follower| {
         let (state, interval) = (state.clone(), args.poll_interval);

@@ -1,9 +1,9 @@
 //! The server's resource limits ([`Limits`]): how long a connection may take to send a
-//! request's head or stay idle, how many connections and ingests it serves at once. Each has a
-//! `serve` flag; the defaults are the constants here.
+//! request's head or stay idle, how many connections, ingests and journal readers it serves at
+//! once. Each has a `serve` flag; the defaults are the constants here.
 //!
 //! What happens at each limit (every queue is bounded; see also [`super::conn`],
-//! [`super::ingest`]):
+//! [`super::ingest`], [`super::stream`]):
 //!
 //! | limit | when it is reached |
 //! |---|---|
@@ -11,6 +11,7 @@
 //! | [`Limits::idle_timeout`] | a keep-alive connection with no request for this long after its last response is closed |
 //! | [`Limits::connections_max`] | a further connection is answered `503 {"error": ..}` with `Retry-After` and closed (at most [`REFUSING_MAX`] such answers at once; beyond, it is closed unanswered). WebSocket streams count |
 //! | [`Limits::ingests_max`] | a further `POST /v1/events` waits (before its body is read) up to [`Limits::ingest_wait`] for a turn, then gets `503` with `Retry-After` (nothing written) |
+//! | [`Limits::stream_readers_max`] | a further `/v1/stream` connection that must read the journal (catching up, or fallen behind the live edge) waits for a turn, in order; one that cannot write to its client while others wait gives its turn up |
 //!
 //! The connection limit is clamped below the process's open-file limit ([`Limits::resolve`]),
 //! so that the cap, not `accept` failing with "too many open files", is what refuses clients.
@@ -28,6 +29,9 @@ pub const CONNECTIONS_MAX: usize = 1024;
 pub const INGESTS_MAX: usize = 2;
 /// Default of [`Limits::ingest_wait`].
 pub const INGEST_WAIT: Duration = Duration::from_secs(30);
+/// Default of [`Limits::stream_readers_max`]: each holds a decompressed journal block (about
+/// the journal's block size, 1 MiB by default, decoded).
+pub const STREAM_READERS_MAX: usize = 16;
 /// Connections refused with a 503 at once, at most (each for at most [`REFUSE_WAIT`]).
 pub const REFUSING_MAX: usize = 64;
 /// How long a refused connection is given to read its 503 before it is closed.
@@ -49,6 +53,8 @@ pub struct Limits {
     pub ingests_max: usize,
     /// How long a `POST /v1/events` waits for a turn before it gets 503.
     pub ingest_wait: Duration,
+    /// `/v1/stream` connections holding a journal reader at once, at most.
+    pub stream_readers_max: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +65,7 @@ impl Default for Limits {
             connections_max: CONNECTIONS_MAX,
             ingests_max: INGESTS_MAX,
             ingest_wait: INGEST_WAIT,
+            stream_readers_max: STREAM_READERS_MAX,
         }
     }
 }
@@ -70,6 +77,7 @@ impl Limits {
         let mut limits = Limits {
             connections_max: self.connections_max.max(1),
             ingests_max: self.ingests_max.max(1),
+            stream_readers_max: self.stream_readers_max.max(1),
             ..self
         };
         if let Some(files) = open_files_limit() {
@@ -138,9 +146,17 @@ mod tests {
         let resolved = Limits {
             connections_max: 0,
             ingests_max: 0,
+            stream_readers_max: 0,
             ..Limits::default()
         }
         .resolve();
-        assert_eq!((resolved.connections_max, resolved.ingests_max), (1, 1));
+        assert_eq!(
+            (
+                resolved.connections_max,
+                resolved.ingests_max,
+                resolved.stream_readers_max
+            ),
+            (1, 1, 1)
+        );
     }
 }

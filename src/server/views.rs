@@ -84,7 +84,10 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Json<Value> {
                                "fallbacks": hub.fallbacks.load(relaxed)},
                 "connections": {"open": app.connections_open(),
                                 "max": limits.connections_max},
-                "ingests": {"active": app.ingests_active(), "max": limits.ingests_max}}),
+                "ingests": {"active": app.ingests_active(), "max": limits.ingests_max},
+                "stream_readers": {"reading": app.streams.readers.reading(),
+                                   "waiting": app.streams.readers.waiting(),
+                                   "max": limits.stream_readers_max}}),
     )
 }
 
