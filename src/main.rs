@@ -14,6 +14,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// jemalloc instead of the system allocator: it returns freed memory to the OS soon after, so
+/// that `serve` shrinks back when clients leave (see Cargo.toml and tests/server_memory.rs).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Standard error that never fails: what cannot be written is dropped (see the module docs).
 struct QuietStderr;
 

@@ -165,7 +165,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// appended: the server must serve it from disk at its pace instead of queueing for it.
 ///
 /// The bound: what a connection may hold is its subscription's reader buffer and the WebSocket
-/// write buffer (128 KiB plus one frame), a constant. The server grows for other reasons
+/// write buffer (32 KiB plus one frame), a constant. The server grows for other reasons
 /// too: allocator slack from the 6.5 MB request bodies, the projection's SQLite cache, and the
 /// sealer, which reads a whole segment into memory (hence 4 MiB segments here instead of the
 /// 32 MiB default, whose transient spike would be as large as the margin). Measured in debug

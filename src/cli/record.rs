@@ -7,7 +7,10 @@
 //! With `--to http://HOST:PORT` the lines are posted to a running `logbook serve` (which owns
 //! the journal) in chunks of at most [`REMOTE_CHUNK_LINES`] lines / [`REMOTE_CHUNK_BYTES`]
 //! bytes instead; the server runs the same checks, line numbers stay global across chunks, and
-//! the summary and exit codes are the same. Exit 1 if the server cannot be reached or fails.
+//! the summary and exit codes are the same (the server lists only the first refused lines of a
+//! request: the rest are counted from its totals). A chunk answered 503 (the server is at a
+//! limit; nothing was written) is posted again after its `Retry-After`, at most
+//! [`REMOTE_BUSY_ATTEMPTS`] times. Exit 1 if the server cannot be reached or fails.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -106,8 +109,9 @@ struct Summary {
 }
 
 impl Summary {
-    /// Reports each refused or already-recorded line (numbered by `line_of`) on stderr, counts
-    /// the report, and prints the acknowledged range when `--acks` asks for it.
+    /// Reports each refused or already-recorded line listed (numbered by `line_of`) on stderr,
+    /// counts all of them (a server lists only the first ones of a request: the counts come
+    /// from its totals), and prints the acknowledged range when `--acks` asks for it.
     fn absorb(
         &mut self,
         report: &IngestReport,
@@ -115,21 +119,44 @@ impl Summary {
         acks: bool,
     ) -> std::io::Result<()> {
         for refused in &report.refused {
-            self.refused += 1;
             note!(
                 "line {}: refused: {}",
                 line_of(refused.line),
                 refused.reason
             );
         }
+        let refused = report.refused_total();
+        if let Some(more) = refused
+            .checked_sub(report.refused.len() as u64)
+            .filter(|n| *n > 0)
+        {
+            note!(
+                "... and {more} more refused lines after line {} (the server lists the first {} \
+                 of each request)",
+                report.refused.last().map_or(0, |r| line_of(r.line)),
+                report.refused.len()
+            );
+        }
+        self.refused += refused;
         for already in &report.already_recorded {
-            self.already += 1;
             note!(
                 "line {}: already recorded at offset {} (same id); nothing written",
                 line_of(already.line),
                 already.offset
             );
         }
+        let already = report.already_recorded_total();
+        if let Some(more) = already
+            .checked_sub(report.already_recorded.len() as u64)
+            .filter(|n| *n > 0)
+        {
+            note!(
+                "... and {more} more lines already recorded (the server lists the first {} of \
+                 each request)",
+                report.already_recorded.len()
+            );
+        }
+        self.already += already;
         if let (Some(first), Some(last)) = (report.first, report.last) {
             self.first.get_or_insert(first);
             self.last = Some(last);
@@ -190,6 +217,11 @@ pub const REMOTE_CHUNK_LINES: usize = 4096;
 /// Bytes posted per request by `--to` at most (below the server's 16 MiB body limit).
 pub const REMOTE_CHUNK_BYTES: usize = 8 << 20;
 
+/// Tries of one chunk that the server answers 503 (busy), at most.
+const REMOTE_BUSY_ATTEMPTS: u32 = 10;
+/// The longest wait between two tries, whatever `Retry-After` says (seconds).
+const REMOTE_RETRY_AFTER_MAX_SECS: u64 = 30;
+
 /// `record --to`: posts stdin in chunks to `POST /v1/events` (see the module docs).
 fn run_remote(cli: &Cli, args: &Args, to: &str) -> anyhow::Result<ExitCode> {
     let base = to.trim_end_matches('/');
@@ -240,22 +272,44 @@ fn run_remote(cli: &Cli, args: &Args, to: &str) -> anyhow::Result<ExitCode> {
         if body.trim_ascii().is_empty() {
             continue;
         }
-        let mut request = agent
-            .post(&url)
-            .header("Content-Type", "application/x-ndjson");
-        if let Some(token) = &args.token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        let mut response = request
-            .send(&body[..])
-            .map_err(|e| anyhow::anyhow!("cannot reach logbook serve at {base}: {e}"))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .map_err(|e| anyhow::anyhow!("reading the response of {url}: {e}"))?;
+        // A busy server (at its connection or ingest limit) answers 503 with Retry-After and
+        // writes nothing: the chunk is posted again, a bounded number of times. A 503 without
+        // Retry-After is a server out of service (its journal failed): not retried.
+        let mut attempt = 1;
+        let (status, text) = loop {
+            let mut request = agent
+                .post(&url)
+                .header("Content-Type", "application/x-ndjson");
+            if let Some(token) = &args.token {
+                request = request.header("Authorization", format!("Bearer {token}"));
+            }
+            let mut response = request
+                .send(&body[..])
+                .map_err(|e| anyhow::anyhow!("cannot reach logbook serve at {base}: {e}"))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_string()
+                .map_err(|e| anyhow::anyhow!("reading the response of {url}: {e}"))?;
+            if status != 503 || retry_after.is_none() || attempt >= REMOTE_BUSY_ATTEMPTS {
+                break (status, text);
+            }
+            let wait = retry_after
+                .unwrap_or(1)
+                .clamp(1, REMOTE_RETRY_AFTER_MAX_SECS);
+            note!(
+                "{url}: busy (503), retrying in {wait} s (attempt {attempt} of {REMOTE_BUSY_ATTEMPTS})"
+            );
+            std::thread::sleep(std::time::Duration::from_secs(wait));
+            attempt += 1;
+        };
         if status == 401 {
             return Err(BadInput(format!(
                 "{url}: 401 unauthorized (give the server's token with --token or LOGBOOK_TOKEN)"

@@ -1,5 +1,7 @@
 //! `logbook serve [--listen 127.0.0.1:8765] [--token T]`: owns the journal (one writer per data
-//! dir) and serves HTTP ingest and JSON views (src/server/). Prints `listening on http://ADDR`
+//! dir) and serves HTTP ingest and JSON views (src/server/), within the limits of its flags
+//! (`--header-timeout`, `--idle-timeout`, `--max-connections`, `--max-ingests`, `--ingest-wait`,
+//! `--max-stream-readers`; see src/server/limits.rs for what happens at each). Prints `listening on http://ADDR`
 //! with the real port (so `--listen 127.0.0.1:0` works). Refuses a non-loopback address without
 //! a token (exit 2). Ctrl-C or SIGTERM stops accepting, finishes in-flight requests, catches up
 //! the projection and closes the recorder (journal flushed and fsynced). With
@@ -23,7 +25,9 @@ pub struct Args {
     /// Address to listen on; a non-loopback address requires a token.
     #[arg(long, default_value = "127.0.0.1:8765")]
     listen: SocketAddr,
-    /// Require `Authorization: Bearer TOKEN` on every request.
+    /// Require `Authorization: Bearer TOKEN` on every request (the scheme in any case). A
+    /// blank token, or one with control characters, non-ASCII characters or surrounding
+    /// whitespace, is refused (exit 2).
     #[arg(long, env = "LOGBOOK_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Send lifecycle events to this EventBridge bus (durable consumer `eventbridge`; AWS
@@ -59,6 +63,37 @@ pub struct Args {
     /// are pending for it.
     #[arg(long, value_name = "SECONDS", default_value_t = logbook::server::stream::STALL_LIMIT.as_secs_f64(), value_parser = parse_seconds)]
     ws_stall_limit: f64,
+    /// Close a connection that has not sent a complete request head this long after it opened
+    /// (or after the first byte of its next request), e.g. 10s; also the longest silence
+    /// allowed inside a POST /v1/events body (408).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::aws::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// Close a keep-alive connection that sends no new request for this long after a
+    /// response, e.g. 60s.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::aws::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Open connections at most, WebSocket streams included; beyond, a connection gets a JSON
+    /// 503 and is closed. Lowered (with a warning) to fit the open-file limit (ulimit -n).
+    #[arg(long, value_name = "N", default_value_t = logbook::server::limits::CONNECTIONS_MAX, value_parser = parse_count)]
+    max_connections: usize,
+    /// POST /v1/events requests read and processed at once, at most (each holds its body, up to
+    /// 16 MiB, in memory); others wait --ingest-wait for a turn, then get 503 + Retry-After.
+    #[arg(long, value_name = "N", default_value_t = logbook::server::limits::INGESTS_MAX, value_parser = parse_count)]
+    max_ingests: usize,
+    /// How long a POST /v1/events waits for a turn before it gets 503, e.g. 30s.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::aws::parse_duration)]
+    ingest_wait: std::time::Duration,
+    /// /v1/stream connections reading the journal at once, at most (each holds a decompressed
+    /// block, ~1 MiB); others wait their turn. Connections at the live edge need none.
+    #[arg(long, value_name = "N", default_value_t = logbook::server::limits::STREAM_READERS_MAX, value_parser = parse_count)]
+    max_stream_readers: usize,
+}
+
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a count in 1..=1000000")),
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -99,7 +134,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     state.streams = server::stream::Streams::with_stall_limit(std::time::Duration::from_secs_f64(
         args.ws_stall_limit,
     ));
-    let state = Arc::new(state);
+    let state = Arc::new(state.with_limits(server::Limits {
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        connections_max: args.max_connections,
+        ingests_max: args.max_ingests,
+        ingest_wait: args.ingest_wait,
+        stream_readers_max: args.max_stream_readers,
+    }));
     let following = follower.map(|follower| {
         let (state, interval) = (state.clone(), args.poll_interval);
         background::Task::spawn(&runtime, "follower", move |stopped| {

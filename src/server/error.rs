@@ -19,9 +19,17 @@ pub enum ServeError {
          set --token (or LOGBOOK_TOKEN) or listen on 127.0.0.1"
     )]
     NonLoopbackWithoutToken(SocketAddr),
-    /// An empty token would accept `Authorization: Bearer ` and protect nothing.
-    #[error("the token must not be empty")]
+    /// An empty or whitespace-only token would protect nothing.
+    #[error(
+        "the token must not be empty or only whitespace; set --token (or LOGBOOK_TOKEN) to a secret"
+    )]
     EmptyToken,
+    /// A token that could not be sent (or not unchanged) in an `Authorization` header.
+    #[error(
+        "the token cannot be used: {0}; use printable ASCII without surrounding spaces \
+         (e.g. a random hex or base64 string)"
+    )]
+    BadToken(String),
     /// Binding or serving failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -40,7 +48,9 @@ impl ServeError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            ServeError::NonLoopbackWithoutToken(_) | ServeError::EmptyToken
+            ServeError::NonLoopbackWithoutToken(_)
+                | ServeError::EmptyToken
+                | ServeError::BadToken(_)
         )
     }
 }
@@ -52,6 +62,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for the client.
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 503.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -60,6 +72,15 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 503: the server is at a limit; retrying after `retry_after_secs` may succeed.
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 
@@ -78,8 +99,9 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    /// 503: the server is out of service (its journal failed: the recorder is poisoned).
-    pub fn unavailable(message: impl Into<String>) -> ApiError {
+    /// 503 without `Retry-After`: the server is out of service until it is restarted (its
+    /// journal failed: the recorder is poisoned), so retrying soon cannot succeed.
+    pub fn out_of_service(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 }
@@ -91,17 +113,23 @@ impl From<crate::recorder::RecordError> for ApiError {
         if error.is_bad_input() {
             ApiError::bad_request(error.to_string())
         } else {
-            ApiError::unavailable(error.to_string())
+            ApiError::out_of_service(error.to_string())
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({ "error": self.message })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

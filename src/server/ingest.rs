@@ -8,10 +8,22 @@
 //! any other unparsable line (reason from the parser), so the rest of the body still counts.
 //!
 //! Status: 200 if nothing was refused, 400 if any line was refused, **the accepted lines are
-//! written all the same** (as with `record`, which exits 2 but keeps them); the body says which.
+//! written all the same** (as with `record`, which exits 2 but keeps them); the body says which,
+//! listing at most [`LISTED_LINES_MAX`] refused (and already-recorded) lines, the first by line
+//! number, with `refused_count` and `refused_truncated` (see [`crate::ingest`]).
 //! 413 over [`MAX_BODY_BYTES`] (nothing written). 503 with the cause if the journal failed
 //! during the batch or before it: from then on every request fails fast with 503 until the
 //! server is restarted; what the caller may assume about the batch is in [`crate::ingest`].
+//!
+//! Bounds (nothing written in any of these cases):
+//! - **Turns.** At most [`Limits::ingests_max`](super::Limits::ingests_max) requests are read
+//!   and processed at once. Another waits for a turn, before any of its body is read, for up to
+//!   [`Limits::ingest_wait`](super::Limits::ingest_wait), then gets `503 {"error": ..}` with
+//!   `Retry-After: 1` (`logbook record --to` retries it). A turn is held until the journal
+//!   answered, even if the client left meanwhile.
+//! - **Body stalls.** A body that sends nothing for the header timeout gets 408.
+//! - **One copy.** The body is read once into a buffer of its declared length and parsed in
+//!   place.
 //!
 //! The SQLite projection (`state.sqlite`) follows the journal on its own (the recorder's
 //! projector), so `show`, `artifacts search` and other readers of the projection follow what
@@ -25,7 +37,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-pub use crate::ingest::{AlreadyRecordedLine, IngestReport, RefusedLine, ingest};
+pub use crate::ingest::{AlreadyRecordedLine, IngestReport, LISTED_LINES_MAX, RefusedLine, ingest};
 
 use super::AppState;
 use super::error::ApiError;
@@ -56,24 +68,26 @@ pub async fn post_events(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    // Without a (truthful) length, reading stops with 413 as soon as the limit is passed.
-    let mut body = request.into_body();
-    let mut bytes = Vec::new();
-    while let Some(frame) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-    {
-        let frame = frame
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_BODY_BYTES {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
+    // A turn before the body is read: bodies in memory are bounded by the turns.
+    let limits = *state.limits();
+    let Some(turn) = state.ingest_turn().await else {
+        return Err(ApiError::unavailable(
+            format!(
+                "busy: {} ingest requests are being processed and none finished within {:.0} s; \
+                 retry later (serve --max-ingests)",
+                limits.ingests_max,
+                limits.ingest_wait.as_secs_f64()
+            ),
+            1,
+        ));
+    };
+    let capacity = declared.map_or(0, |n| n as usize).min(MAX_BODY_BYTES);
+    let body = read_body(request, capacity, limits.header_timeout)
+        .await
+        .map_err(|e| e.unwrap_or_else(too_large))?;
     // The body is read first (bounded above) so a client gets the answer, not a connection
-    // reset in the middle of its upload.
-    // Fail fast once the journal failed: nothing is checked or written (503, the cause).
+    // reset in the middle of its upload. Then: fail fast once the journal failed, nothing
+    // checked or written (503, the cause).
     if let Some(cause) = state.recorder.poisoned() {
         return Err(crate::recorder::RecordError::Poisoned(cause).into());
     }
@@ -83,17 +97,62 @@ pub async fn post_events(
             "this server is a read-only replica (serve --follow); record on the primary",
         ));
     }
-    let body = bytes;
     let worker = state.clone();
     let report = tokio::task::spawn_blocking(move || {
-        ingest(&worker.recorder, &body, worker.max_record_bytes)
+        // The turn ends when the journal answered, even if the client left meanwhile.
+        let _turn = turn;
+        ingest(
+            &worker.recorder,
+            &body,
+            worker.max_record_bytes,
+            LISTED_LINES_MAX,
+        )
     })
     .await
     .map_err(|e| ApiError::internal(format!("ingest worker failed: {e}")))??;
-    let status = if report.refused.is_empty() {
+    let status = if report.refused_total() == 0 {
         StatusCode::OK
     } else {
         StatusCode::BAD_REQUEST
     };
     Ok((status, Json(report)).into_response())
+}
+
+/// Reads the whole body into one buffer of `capacity` (its declared length); `Err(None)` once
+/// it passes [`MAX_BODY_BYTES`] (413), `Err(Some(..))` if it stalls for `stall` (408) or fails.
+async fn read_body(
+    request: Request,
+    capacity: usize,
+    stall: std::time::Duration,
+) -> Result<Vec<u8>, Option<ApiError>> {
+    let mut body = request.into_body();
+    let mut bytes = Vec::with_capacity(capacity);
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+        let frame = match tokio::time::timeout(stall, next).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(bytes),
+            Err(_) => {
+                return Err(Some(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body sent nothing for {:.0} s",
+                        stall.as_secs_f64()
+                    ),
+                )));
+            }
+        };
+        let frame = frame.map_err(|e| {
+            Some(ApiError::bad_request(format!(
+                "cannot read the request body: {e}"
+            )))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            // Without a (truthful) length, reading stops with 413 as soon as the limit passes.
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(None);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
 }

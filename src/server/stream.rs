@@ -20,10 +20,25 @@
 //!
 //! # Invariants
 //!
-//! - **Per-connection subscription, at the client's pace.** Each connection owns a
-//!   [`Subscription`]; frames are produced only when the socket accepts them, so a slow client
-//!   is served from disk. What a connection holds is the subscription's reader buffer and the
-//!   WebSocket write buffer ([`WRITE_BUFFER`] plus one frame); nothing grows with its lag.
+//! - **Per-connection position, at the client's pace.** Each connection keeps the next offset
+//!   it is owed; frames are produced only when the socket accepts them, so a slow client is
+//!   served from disk. Nothing grows with its lag.
+//! - **Journal readers in turns.** Behind the live edge a connection reads the journal through
+//!   its own [`Subscription`], whose reader holds a decompressed block (about the journal's
+//!   block size, 1 MiB by default, decoded). At most
+//!   [`Limits::stream_readers_max`](super::Limits::stream_readers_max) connections hold one at
+//!   once ([`ReaderSlots`]); the others wait in order (sending pings, watching shutdown and
+//!   their client). A connection gives its turn up after each batch of [`MAX_BATCH`] frames,
+//!   and while it waits for its client, whenever another connection is waiting; when its turn
+//!   comes again it resubscribes from its position. At the live edge it needs no turn.
+//! - **Bounded buffers.** Besides a turn's reader, a connection holds its WebSocket buffers:
+//!   [`WRITE_BUFFER`] plus one frame for writes (tungstenite keeps that capacity while the
+//!   connection lives, hence 32 KiB rather than its default 128 KiB), [`READ_BUFFER`] (growing
+//!   up to [`MAX_CLIENT_MESSAGE`]) for reads, and its kernel send buffer
+//!   ([`super::SEND_BUFFER_BYTES`]). With the connection cap this bounds all streams together:
+//!   measured in tests/server_memory.rs, 300 readers that stopped reading cost +42 MiB.
+//! - **No hogging.** A catching-up connection yields to the runtime every so often (tokio's
+//!   cooperative budget), so that new connections get their heads read in time.
 //! - **Appends never wait.** The writer is never told about a connection; connections only read.
 //! - **Bounded stall.** Every write must make progress within the stall limit; a connection
 //!   that cannot even take its close frame is dropped [`CLOSE_WAIT`] later (reader aborted).
@@ -41,11 +56,14 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc, watch};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 
 use super::AppState;
 use super::error::ApiError;
 use super::fanout::{Frame, Hub};
+use super::limits::STREAM_READERS_MAX;
 use crate::journal::JournalError;
 use crate::subscribe::{EventFilter, From, SubscribeError, Subscription};
 
@@ -60,7 +78,9 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Frames queued between two flushes.
 pub const MAX_BATCH: usize = 1024;
 /// The WebSocket write buffer: writes flush once it holds this much.
-pub const WRITE_BUFFER: usize = 128 << 10;
+pub const WRITE_BUFFER: usize = 32 << 10;
+/// The WebSocket read buffer's initial size (clients send little: pings, closes, small text).
+pub const READ_BUFFER: usize = 8 << 10;
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -71,6 +91,8 @@ pub struct Streams {
     stall_limit: Duration,
     /// The live fan-out shared by connections at the journal's edge.
     pub hub: Hub,
+    /// The turns at reading the journal.
+    pub readers: ReaderSlots,
 }
 
 impl Default for Streams {
@@ -79,7 +101,80 @@ impl Default for Streams {
             shutdown: watch::channel(false).0,
             stall_limit: STALL_LIMIT,
             hub: Hub::default(),
+            readers: ReaderSlots::new(STREAM_READERS_MAX),
         }
+    }
+}
+
+/// Turns at reading the journal: at most `max` connections hold a reader at once, the others
+/// wait in order (see the module docs).
+#[derive(Debug)]
+pub struct ReaderSlots {
+    slots: Arc<Semaphore>,
+    max: usize,
+    waiting: AtomicUsize,
+    /// Woken when a connection starts waiting (readers holding a turn while they wait for
+    /// their client give it up).
+    wanted: Notify,
+}
+
+impl ReaderSlots {
+    /// `max` turns (at least one).
+    pub fn new(max: usize) -> ReaderSlots {
+        let max = max.max(1);
+        ReaderSlots {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            waiting: AtomicUsize::new(0),
+            wanted: Notify::new(),
+        }
+    }
+
+    /// Connections holding a reader now.
+    pub fn reading(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Connections waiting for a turn now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Waits for a turn, in order; `None` if the slots were closed.
+    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        let _waiting = Waiting::new(&self.waiting);
+        self.wanted.notify_waiters();
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// Completes once a connection waits for a turn.
+    async fn wanted(&self) {
+        loop {
+            let notified = self.wanted.notified();
+            if self.waiting() > 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts a waiting connection while it exists (also when its wait is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -100,6 +195,11 @@ impl Streams {
     /// How long a write may make no progress before the client is closed (1008).
     pub fn stall_limit(&self) -> Duration {
         self.stall_limit
+    }
+
+    /// Allows `max` connections to read the journal at once ([`Limits::stream_readers_max`](super::Limits::stream_readers_max)).
+    pub fn set_readers_max(&mut self, max: usize) {
+        self.readers = ReaderSlots::new(max);
     }
 
     /// Tells every open stream to close with 1001 (new ones close at once).
@@ -163,8 +263,9 @@ pub async fn stream(
             .into_response();
         }
     };
-    let subscription = match Subscription::new(state.recorder.journal(), from, filter) {
-        Ok(s) => s,
+    // Resolves and checks the start point; the connection reads from there in its turns.
+    let start = match Subscription::new(state.recorder.journal(), from, filter.clone()) {
+        Ok(s) => s.position(),
         Err(SubscribeError::Journal(e @ JournalError::OffsetBeyondEnd { .. })) => {
             return ApiError::bad_request(format!("from: {e}")).into_response();
         }
@@ -176,8 +277,9 @@ pub async fn stream(
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| run(socket, app, subscription, shutdown, stall_limit))
+        .on_upgrade(move |socket| run(socket, app, start, filter, shutdown, stall_limit))
 }
 
 /// How a connection ends.
@@ -203,7 +305,8 @@ type Sink = SplitSink<WebSocket, Message>;
 async fn run(
     socket: WebSocket,
     app: Arc<AppState>,
-    sub: Subscription,
+    start: u64,
+    filter: EventFilter,
     mut shutdown: watch::Receiver<bool>,
     stall_limit: Duration,
 ) {
@@ -215,7 +318,7 @@ async fn run(
         ctrl: &mut ctrl_rx,
         stall_limit,
     };
-    let end = serve_frames(&mut sink, &app, sub, &mut link).await;
+    let end = serve_frames(&mut sink, &app, start, filter, &mut link).await;
     if let End::Close(code, reason) = end {
         let frame = CloseFrame {
             code,
@@ -313,10 +416,17 @@ fn read_failed(error: SubscribeError) -> End {
     }
 }
 
+/// A connection's turn at the journal: its reader, and the slot that allows it one.
+struct Reading {
+    sub: Subscription,
+    _slot: OwnedSemaphorePermit,
+}
+
 /// Where a connection takes its frames from.
 enum Source {
-    /// Its own subscription: catching up, or after falling behind the hub.
-    Journal(Box<Subscription>),
+    /// The journal: catching up, or after falling behind the hub. `None` while it waits for a
+    /// turn (or gave its turn up).
+    Journal(Option<Box<Reading>>),
     /// The hub's broadcast, at the live edge.
     Live(broadcast::Receiver<Arc<Frame>>),
 }
@@ -326,20 +436,22 @@ enum Source {
 async fn serve_frames(
     sink: &mut Sink,
     app: &Arc<AppState>,
-    sub: Subscription,
+    start: u64,
+    filter: EventFilter,
     link: &mut Link<'_>,
 ) -> End {
     if *link.shutdown.borrow_and_update() {
         return close(1001, "server shutting down");
     }
-    let filter = sub.filter().clone();
-    let mut next = sub.position();
-    let mut source = Source::Journal(Box::new(sub));
+    let mut next = start;
+    let mut source = Source::Journal(None);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let step = match &mut source {
-            Source::Journal(sub) => from_journal(sink, app, sub, &mut next, link, &mut ping).await,
+            Source::Journal(reading) => {
+                from_journal(sink, app, reading, &filter, &mut next, link, &mut ping).await
+            }
             Source::Live(rx) => from_hub(sink, app, rx, &filter, &mut next, link, &mut ping).await,
         };
         source = match step {
@@ -366,45 +478,130 @@ macro_rules! next_or_ping {
     };
 }
 
-/// One batch from the connection's own subscription; at the live edge, switches to the hub
-/// (`Ok(Some(Live))`) once the journal holds nothing more for it.
+/// Waits (in order) for a turn at the journal, pinging the client meanwhile.
+async fn wait_for_turn(
+    sink: &mut Sink,
+    app: &AppState,
+    link: &mut Link<'_>,
+    ping: &mut tokio::time::Interval,
+) -> Result<OwnedSemaphorePermit, End> {
+    // One acquire for the whole wait, so that pings do not cost the connection its place.
+    let mut acquire = std::pin::pin!(app.streams.readers.acquire());
+    loop {
+        tokio::select! {
+            biased;
+            _ = link.shutdown.changed() => return Err(close(1001, "server shutting down")),
+            end = link.ctrl.recv() => return Err(end.unwrap_or(End::Gone)),
+            slot = &mut acquire => {
+                return slot.ok_or_else(|| close(1001, "server shutting down"));
+            }
+            _ = ping.tick() => {
+                guarded(sink.send(Message::Ping(Default::default())), link).await?;
+            }
+        }
+    }
+}
+
+/// Runs a write (`guarded`); if it must wait for the client while another connection waits
+/// for a turn at the journal, gives this connection's turn up first.
+async fn write_in_turn(
+    op: impl Future<Output = Result<(), axum::Error>>,
+    reading: &mut Option<Box<Reading>>,
+    readers: &ReaderSlots,
+    link: &mut Link<'_>,
+) -> Result<(), End> {
+    let mut op = std::pin::pin!(guarded(op, link));
+    if reading.is_some() {
+        tokio::select! {
+            biased;
+            done = &mut op => return done,
+            () = readers.wanted() => *reading = None,
+        }
+    }
+    op.await
+}
+
+/// One batch from the journal, in the connection's turn (waiting for one first); at the live
+/// edge, switches to the hub (`Ok(Some(Live))`) once the journal holds nothing more for it.
 async fn from_journal(
     sink: &mut Sink,
     app: &Arc<AppState>,
-    sub: &mut Subscription,
+    reading: &mut Option<Box<Reading>>,
+    filter: &EventFilter,
     next: &mut u64,
     link: &mut Link<'_>,
     ping: &mut tokio::time::Interval,
 ) -> Result<Option<Source>, End> {
-    let delivery = next_or_ping!(sink, link, ping, sub.next_async());
-    let mut delivery = Some(delivery.map_err(read_failed)?);
+    if reading.is_none() {
+        let slot = wait_for_turn(sink, app, link, ping).await?;
+        let sub = resubscribe(app, filter, *next)?;
+        *reading = Some(Box::new(Reading { sub, _slot: slot }));
+    }
+    let readers = &app.streams.readers;
     // Queue what is already committed (up to a batch), then flush once.
     let mut queued = 0;
-    let mut caught_up = false;
-    while let Some(d) = delivery.take() {
-        let text = crate::envelope::to_json_line(&d.record);
-        guarded(sink.feed(Message::Text(text.into())), link).await?;
+    while queued < MAX_BATCH {
+        let Some(current) = reading.as_mut() else {
+            break; // the turn was given up while waiting for the client
+        };
+        let delivery = current.sub.try_next().map_err(read_failed)?;
+        // Also past records the filter skipped, so that the hub's frames line up.
+        *next = current.sub.position();
+        let Some(delivery) = delivery else {
+            return to_live(sink, app, reading, next, link).await;
+        };
+        let text = crate::envelope::to_json_line(&delivery.record);
+        drop(delivery);
+        write_in_turn(
+            sink.feed(Message::Text(text.into())),
+            reading,
+            readers,
+            link,
+        )
+        .await?;
         queued += 1;
-        if queued < MAX_BATCH {
-            delivery = sub.try_next().map_err(read_failed)?;
-            caught_up = delivery.is_none();
-        }
+        // Catching up can find every write ready and never wait: yield now and then so that
+        // one connection cannot hold a runtime worker (and new connections' heads) for long.
+        tokio::task::coop::consume_budget().await;
     }
-    *next = sub.position();
-    if caught_up {
-        // At the edge: listen to the hub first, then drain what the journal committed
-        // meanwhile, so the hub's first frame is at or before `next` (a gap is filled anyway).
-        let rx = app.streams.hub.subscribe(app);
-        while let Some(d) = sub.try_next().map_err(read_failed)? {
-            let text = crate::envelope::to_json_line(&d.record);
-            guarded(sink.feed(Message::Text(text.into())), link).await?;
-        }
-        *next = sub.position();
-        guarded(sink.flush(), link).await?;
-        return Ok(Some(Source::Live(rx)));
+    if readers.waiting() > 0 {
+        *reading = None; // others wait: take turns
     }
-    guarded(sink.flush(), link).await?;
+    write_in_turn(sink.flush(), reading, readers, link).await?;
     Ok(None)
+}
+
+/// At the live edge: listens to the hub first, then drains what the journal committed
+/// meanwhile, so the hub's first frame is at or before `next` (a gap sends the connection back
+/// to the journal anyway), and gives the journal turn up.
+async fn to_live(
+    sink: &mut Sink,
+    app: &Arc<AppState>,
+    reading: &mut Option<Box<Reading>>,
+    next: &mut u64,
+    link: &mut Link<'_>,
+) -> Result<Option<Source>, End> {
+    let rx = app.streams.hub.subscribe(app);
+    let readers = &app.streams.readers;
+    while let Some(current) = reading.as_mut() {
+        let delivery = current.sub.try_next().map_err(read_failed)?;
+        *next = current.sub.position();
+        let Some(delivery) = delivery else {
+            break;
+        };
+        let text = crate::envelope::to_json_line(&delivery.record);
+        drop(delivery);
+        write_in_turn(
+            sink.feed(Message::Text(text.into())),
+            reading,
+            readers,
+            link,
+        )
+        .await?;
+    }
+    *reading = None;
+    guarded(sink.flush(), link).await?;
+    Ok(Some(Source::Live(rx)))
 }
 
 /// One batch of hub frames; back to the journal (`Ok(Some(Journal))`) if the hub outran the
@@ -422,17 +619,22 @@ async fn from_hub(
     let mut queued = 0;
     loop {
         match received {
-            Ok(frame) => {
-                queued += send_frame(sink, app, &frame, filter, next, link).await?;
-            }
+            Ok(frame) => match send_frame(sink, &frame, filter, next, link).await? {
+                Some(sent) => queued += sent,
+                None => {
+                    // The hub (re)started past the client's position: the records between
+                    // are committed, so the journal has them.
+                    guarded(sink.flush(), link).await?;
+                    return Ok(Some(Source::Journal(None)));
+                }
+            },
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 app.streams
                     .hub
                     .fallbacks
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 guarded(sink.flush(), link).await?;
-                let sub = resubscribe(app, filter, *next)?;
-                return Ok(Some(Source::Journal(Box::new(sub))));
+                return Ok(Some(Source::Journal(None)));
             }
             Err(broadcast::error::RecvError::Closed) => {
                 return Err(close(1001, "server shutting down"));
@@ -460,36 +662,71 @@ fn resubscribe(app: &AppState, filter: &EventFilter, next: u64) -> Result<Subscr
         .map_err(read_failed)
 }
 
-/// Queues `frame` if the client is owed it (filling a gap before it from the journal); the
-/// number of frames queued.
+/// Queues `frame` if the client is owed it; the number of frames queued, or `None` if the
+/// client is owed records before it (they are then read from the journal).
 async fn send_frame(
     sink: &mut Sink,
-    app: &Arc<AppState>,
     frame: &Frame,
     filter: &EventFilter,
     next: &mut u64,
     link: &mut Link<'_>,
-) -> Result<usize, End> {
+) -> Result<Option<usize>, End> {
     if frame.offset < *next {
-        return Ok(0); // already sent from the journal
+        return Ok(Some(0)); // already sent from the journal
+    }
+    if frame.offset > *next {
+        return Ok(None);
     }
     let mut queued = 0;
-    if frame.offset > *next {
-        // The hub (re)started past the client's position: the records between are committed.
-        let mut gap = resubscribe(app, filter, *next)?;
-        while let Some(d) = gap.try_next().map_err(read_failed)? {
-            if d.offset() >= frame.offset {
-                break;
-            }
-            let text = crate::envelope::to_json_line(&d.record);
-            guarded(sink.feed(Message::Text(text.into())), link).await?;
-            queued += 1;
-        }
-    }
     if filter.matches_decoded(frame.event.as_ref()) {
         guarded(sink.feed(Message::Text(frame.text.clone())), link).await?;
         queued += 1;
     }
     *next = frame.offset + 1;
-    Ok(queued)
+    Ok(Some(queued))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reader_turns_are_bounded_and_waiters_counted() {
+        let slots = ReaderSlots::new(2);
+        let a = slots.acquire().await.expect("a turn");
+        let b = slots.acquire().await.expect("a turn");
+        assert_eq!((slots.reading(), slots.waiting()), (2, 0));
+        // Nobody waits: holders keep their turn.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), slots.wanted())
+                .await
+                .is_err()
+        );
+        let mut third = Box::pin(slots.acquire());
+        assert!(futures_util::FutureExt::now_or_never(third.as_mut()).is_none());
+        assert_eq!(slots.waiting(), 1);
+        // A holder waiting for its client sees that someone waits, and gives its turn up.
+        tokio::time::timeout(Duration::from_secs(5), slots.wanted())
+            .await
+            .expect("a waiter is seen");
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("the waiter gets the turn")
+            .expect("a turn");
+        assert_eq!((slots.reading(), slots.waiting()), (2, 0));
+        // A cancelled wait is no longer counted.
+        let mut fourth = Box::pin(slots.acquire());
+        assert!(futures_util::FutureExt::now_or_never(fourth.as_mut()).is_none());
+        assert_eq!(slots.waiting(), 1);
+        drop(fourth);
+        assert_eq!(slots.waiting(), 0);
+        drop((b, c));
+        assert_eq!(slots.reading(), 0);
+    }
+
+    #[test]
+    fn at_least_one_turn() {
+        assert_eq!(ReaderSlots::new(0).max, 1);
+    }
 }

@@ -84,12 +84,19 @@ pub async fn health(State(app): State<Arc<AppState>>) -> (axum::http::StatusCode
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let journal = app.recorder.journal();
     let failure = app.recorder.poisoned().or_else(|| journal.failure());
+    let limits = app.limits();
     let body = json!({"status": if failure.is_some() { "failed" } else { "ok" },
             "error": failure,
             "next_offset": journal.next_offset(),
             "durable_offset": journal.durable_offset(),
             "stream_hub": {"frames": hub.frames.load(relaxed),
-                           "fallbacks": hub.fallbacks.load(relaxed)}});
+                           "fallbacks": hub.fallbacks.load(relaxed)},
+            "connections": {"open": app.connections_open(),
+                            "max": limits.connections_max},
+            "ingests": {"active": app.ingests_active(), "max": limits.ingests_max},
+            "stream_readers": {"reading": app.streams.readers.reading(),
+                               "waiting": app.streams.readers.waiting(),
+                               "max": limits.stream_readers_max}});
     let status = if failure.is_some() {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod moto;
+pub mod procfs;
 pub mod proxy;
 pub mod serve;
 pub mod webdriver;
