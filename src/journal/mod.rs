@@ -18,6 +18,7 @@
 //! | `writer` | the flusher thread: group commit, roll |
 //! | `sealer` | compresses rolled segments off the append path |
 //! | [`reader`] | reads from an offset or a time, waits for new records |
+//! | `files` | the directory's files: listing, footers, frame scans, quarantine |
 //! | [`recovery`] | open: torn tail vs damage, leftovers from crashes |
 //! | [`repair`] | cutting damage in the active segment or a sealed one, and replacing a segment |
 //! | [`import`] | [`Importer`]: verified sealed segments into a directory (restore, follow) |
@@ -30,6 +31,7 @@ pub mod anchor;
 pub(crate) mod catalog;
 pub mod config;
 pub mod error;
+pub(crate) mod files;
 pub mod import;
 pub mod lock;
 pub mod names;
@@ -251,7 +253,7 @@ impl Journal {
         if self.access != Access::Replica {
             return Ok(end);
         }
-        let listing = recovery::list(self.shared.config.storage.as_ref(), &self.shared.dir)?;
+        let listing = files::list(self.shared.config.storage.as_ref(), &self.shared.dir)?;
         let mut added = end;
         {
             let mut catalog = self.shared.catalog_mut();
@@ -379,12 +381,12 @@ impl Journal {
             Some(cell) => match cell.get() {
                 Some(footer) => Ok(footer.clone()),
                 None => {
-                    let footer = Arc::new(recovery::read_footer(storage, &segment.path)?);
+                    let footer = Arc::new(files::read_footer(storage, &segment.path)?);
                     let _ = cell.set(footer.clone());
                     Ok(footer)
                 }
             },
-            None => Ok(Arc::new(recovery::read_footer(storage, &segment.path)?)),
+            None => Ok(Arc::new(files::read_footer(storage, &segment.path)?)),
         }
     }
 

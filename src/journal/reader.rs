@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use super::catalog::{FooterCell, SegmentEntry, SegmentState};
 use super::error::{Damage, DamageKind, JournalError, Result};
+use super::files::{read_footer, sealed_twin};
 use super::record::{Record, chain_hash, decode_frame};
-use super::recovery::{read_footer, sealed_twin};
 use super::segment::{Footer, decode_block, decompress_block};
 use super::shared::Shared;
 use super::storage::StorageFile;

@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::JournalConfig;
 use super::error::{Damage, DamageKind, JournalError, Result};
+use super::files::{self, quarantine};
 use super::names;
 use super::record::{GENESIS_HASH, decode_frame, encode_frame};
-use super::recovery::{self, quarantine};
 use super::segment::{
     VerifiedSegment, decode_block_into, decode_footer_from_file_bytes, decompress_block,
 };
@@ -105,7 +105,7 @@ pub fn cut_damage(dir: &Path, config: &JournalConfig) -> Result<Option<CutReport
 
 /// The segment files of `dir` in offset order: `(first, Some(last) if sealed, name)`.
 fn segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(u64, Option<u64>, String)>> {
-    let listing = recovery::list(storage, dir)?;
+    let listing = files::list(storage, dir)?;
     let sealed_firsts: Vec<u64> = listing.sealed.iter().map(|s| s.0).collect();
     let name = |p: &Path| {
         p.file_name()
@@ -412,7 +412,7 @@ pub fn replace_sealed(
     // The link before: the previous segment's last hash (genesis at offset 0).
     let before = match index.checked_sub(1).and_then(|i| all.get(i)) {
         None => GENESIS_HASH,
-        Some((_, Some(_), name)) => recovery::read_footer(storage, &dir.join(name))?.last_hash,
+        Some((_, Some(_), name)) => files::read_footer(storage, &dir.join(name))?.last_hash,
         Some((f, None, name)) => last_hash_of_raw(storage, &dir.join(name), *f)?,
     };
     if footer.prev_hash != before {
@@ -424,7 +424,7 @@ pub fn replace_sealed(
     match all.get(index + 1) {
         None => {}
         Some((_, Some(_), name))
-            if recovery::read_footer(storage, &dir.join(name))?.prev_hash != footer.last_hash =>
+            if files::read_footer(storage, &dir.join(name))?.prev_hash != footer.last_hash =>
         {
             return refuse(format!(
                 "the replacement for {first}..={last} does not link to {name} after it"

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use super::error::{Damage, DamageKind, JournalError, Result};
+use super::files::{list, scan_raw, sealed_twin};
 use super::record::{GENESIS_HASH, chain_hash, decode_frame};
-use super::recovery::{list, scan_raw, sealed_twin};
 use super::segment::{decode_block, decode_footer_from_file_bytes, decompress_block};
 use super::storage::{OsStorage, Storage};
 
