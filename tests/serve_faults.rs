@@ -20,24 +20,36 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::serve::{agent, read};
 
+/// A child killed and reaped when dropped (so a failing test leaves no server behind).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `logbook serve` on 127.0.0.1:0 under `ulimit -f` (KiB) with stderr on /dev/full; its child
 /// and base URL.
-fn start_limited(data: &Path, file_kib: u64) -> (Child, String) {
+fn start_limited(data: &Path, file_kib: u64) -> (Reaped, String) {
     let script = format!(
         "trap '' XFSZ; ulimit -f {file_kib}; exec \"$0\" --data \"$1\" serve --listen 127.0.0.1:0 2>/dev/full"
     );
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_logbook"))
-        .arg(data)
-        .env_remove("LOGBOOK_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("bash starts");
+    let mut child = Reaped(
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_logbook"))
+            .arg(data)
+            .env_remove("LOGBOOK_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bash starts"),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
+    BufReader::new(child.0.stdout.take().expect("piped"))
         .read_line(&mut line)
         .expect("first line");
     let url = line
@@ -129,11 +141,11 @@ fn a_full_disk_fails_serve_cleanly_and_a_restart_serves_the_journal() {
     // SIGTERM ends it promptly.
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if child.try_wait().unwrap().is_some() {
+        if child.0.try_wait().unwrap().is_some() {
             break;
         }
         assert!(
