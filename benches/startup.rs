@@ -179,17 +179,28 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000_000);
-    let small = tempfile::tempdir().unwrap();
-    let big = tempfile::tempdir().unwrap();
+    // LOGBOOK_BENCH_DIR=DIR keeps the two data dirs (DIR/small, DIR/big) for profiling.
+    let keep = std::env::var_os("LOGBOOK_BENCH_DIR").map(std::path::PathBuf::from);
+    let parent = match &keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).unwrap();
+            tempfile::Builder::new().disable_cleanup(true).tempdir_in(dir).unwrap()
+        }
+        None => tempfile::tempdir().unwrap(),
+    };
+    let (small, big) = (parent.path().join("small"), parent.path().join("big"));
     eprintln!("creating the small data dir...");
-    let small_n = create(small.path(), 1_000);
+    let small_n = create(&small, 1_000);
     eprintln!("creating the big data dir...");
-    let big_n = create(big.path(), big_events);
+    let big_n = create(&big, big_events);
+    if keep.is_some() {
+        eprintln!("keeping {}", parent.path().display());
+    }
     let id = "upgrade-0000";
     let (mut ready, mut rss, mut shows) = ([vec![], vec![]], [vec![], vec![]], [vec![], vec![]]);
     for round in 0..ROUNDS {
         eprintln!("round {}/{ROUNDS}...", round + 1);
-        for (i, dir) in [small.path(), big.path()].into_iter().enumerate() {
+        for (i, dir) in [small.as_path(), big.as_path()].into_iter().enumerate() {
             let (took, kib) = serve_ready(dir);
             ready[i].push(took.as_secs_f64() * 1000.0);
             rss[i].push(kib as f64 / 1024.0);
@@ -198,7 +209,7 @@ fn main() {
     }
     // Context: what `show` did before (fold the whole journal in memory), on the big one.
     let journal =
-        Journal::open_read_only(big.path().join("journal"), JournalConfig::default()).unwrap();
+        Journal::open_read_only(big.join("journal"), JournalConfig::default()).unwrap();
     let started = Instant::now();
     let mut state = state_at(&journal, Until::End).unwrap();
     let fold = started.elapsed();

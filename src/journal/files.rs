@@ -47,33 +47,65 @@ pub struct Problem {
     pub valid_after: bool,
 }
 
-/// Scans the frames of an unsealed segment starting at `first` (see the module docs).
-pub fn scan_raw(
-    bytes: &[u8],
+/// The per-frame rule of a scan: dense offsets, timestamps that never decrease, a sparse index.
+struct Scanner {
+    scan: Scan,
     first: u64,
-    prev_hash: [u8; 32],
-    max_payload: usize,
     index_interval: u64,
-) -> Scan {
-    let mut scan = Scan {
-        end: 0,
-        next: first,
-        last_hash: prev_hash,
-        last_ts: None,
-        index: Vec::new(),
-        problem: None,
-    };
-    while let Some(rest) = bytes.get(scan.end..).filter(|r| !r.is_empty()) {
-        let kind = match decode_frame(rest, max_payload) {
-            Ok((frame, _)) if frame.offset != scan.next => DamageKind::OffsetSequence {
+    /// Whether every frame's checksum is checked (see [`scan_file`]).
+    checksums: bool,
+    /// The scan as it was before the last frame taken (to take it back).
+    before_last: Option<(usize, u64, [u8; 32], Option<i64>, usize)>,
+}
+
+/// What [`Scanner::step`] did with the bytes it was given.
+enum Step {
+    /// Took one whole frame of this many bytes.
+    Took(usize),
+    /// The bytes end before the frame does.
+    Incomplete,
+    /// The first failure.
+    Failed(DamageKind),
+}
+
+impl Scanner {
+    fn new(first: u64, prev_hash: [u8; 32], index_interval: u64, checksums: bool) -> Scanner {
+        Scanner {
+            checksums,
+            before_last: None,
+            scan: Scan {
+                end: 0,
+                next: first,
+                last_hash: prev_hash,
+                last_ts: None,
+                index: Vec::new(),
+                problem: None,
+            },
+            first,
+            index_interval,
+        }
+    }
+
+    /// Takes the frame at the start of `rest` (which sits at byte `scan.end`).
+    fn step(&mut self, rest: &[u8], max_payload: usize) -> Step {
+        let scan = &mut self.scan;
+        match super::record::decode_frame_checked(rest, max_payload, self.checksums) {
+            Ok((frame, _)) if frame.offset != scan.next => Step::Failed(DamageKind::OffsetSequence {
                 expected: scan.next,
                 found: frame.offset,
-            },
+            }),
             Ok((frame, _)) if scan.last_ts.is_some_and(|t| frame.ts_us < t) => {
-                DamageKind::TimeOrder
+                Step::Failed(DamageKind::TimeOrder)
             }
             Ok((frame, used)) => {
-                if (scan.next - first).is_multiple_of(index_interval) {
+                self.before_last = Some((
+                    scan.end,
+                    scan.next,
+                    scan.last_hash,
+                    scan.last_ts,
+                    scan.index.len(),
+                ));
+                if (scan.next - self.first).is_multiple_of(self.index_interval) {
                     scan.index.push(IndexPoint {
                         offset: frame.offset,
                         pos: scan.end as u64,
@@ -84,25 +116,188 @@ pub fn scan_raw(
                 scan.last_ts = Some(frame.ts_us);
                 scan.next += 1;
                 scan.end += used;
-                continue;
+                Step::Took(used)
             }
-            Err(e) => e.damage(),
-        };
+            Err(super::record::FrameError::Incomplete) => Step::Incomplete,
+            Err(e) => Step::Failed(e.damage()),
+        }
+    }
+
+    /// Records the failure found at `scan.end`; `after` holds the bytes from there to the end.
+    fn fail(&mut self, kind: DamageKind, after: &[u8], max_payload: usize) {
         // A frame that decodes (checksum good) but sits in the wrong place was not torn by a
         // crash: torn writes fail their checksum or end early. So it is damage, never a torn tail.
         let decodes = matches!(
             kind,
             DamageKind::OffsetSequence { .. } | DamageKind::TimeOrder
         );
-        scan.problem = Some(Problem {
-            pos: scan.end,
-            offset: scan.next,
+        self.scan.problem = Some(Problem {
+            pos: self.scan.end,
+            offset: self.scan.next,
             kind,
-            valid_after: decodes || valid_frame_after(bytes, scan.end, scan.next, max_payload),
+            valid_after: decodes || valid_frame_after(after, 0, self.scan.next, max_payload),
         });
-        break;
     }
-    scan
+}
+
+/// Scans the frames of an unsealed segment held in memory, starting at offset `first` (see
+/// the module docs).
+pub fn scan_raw(
+    bytes: &[u8],
+    first: u64,
+    prev_hash: [u8; 32],
+    max_payload: usize,
+    index_interval: u64,
+) -> Scan {
+    let mut scanner = Scanner::new(first, prev_hash, index_interval, true);
+    while let Some(rest) = bytes.get(scanner.scan.end..).filter(|r| !r.is_empty()) {
+        match scanner.step(rest, max_payload) {
+            Step::Took(_) => {}
+            Step::Incomplete => {
+                let kind = super::record::FrameError::Incomplete.damage();
+                scanner.fail(kind, rest, max_payload);
+                break;
+            }
+            Step::Failed(kind) => {
+                scanner.fail(kind, rest, max_payload);
+                break;
+            }
+        }
+    }
+    scanner.scan
+}
+
+/// A scan of an unsealed segment file, and its tail after the first failure.
+#[derive(Debug)]
+pub(crate) struct FileScan {
+    /// The scan.
+    pub scan: Scan,
+    /// The file's length.
+    pub len: u64,
+    /// The bytes from the first failure to the end (empty without one).
+    pub tail: Vec<u8>,
+}
+
+/// Bytes read at a time by [`scan_file`].
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+/// Scans the unsealed segment file at `path` like [`scan_raw`], reading it a chunk at a time
+/// (an active segment can be `segment_bytes` long: open reads it through a 1 MiB buffer, not
+/// into memory whole), and returns the bytes after the first failure for the caller's
+/// torn-tail rule and quarantine.
+///
+/// With `checksums` off (a read-only open, which changes nothing on disk) frames are walked
+/// by their lengths and offsets only, and the last one's checksum is checked (a frame still
+/// being written fails it, and the scan then ends before it): readers check every frame's
+/// checksum and chain link before serving it, so damage inside is found when read, not here.
+pub(crate) fn scan_file(
+    storage: &dyn Storage,
+    path: &Path,
+    first: u64,
+    prev_hash: [u8; 32],
+    max_payload: usize,
+    index_interval: u64,
+    checksums: bool,
+) -> Result<FileScan> {
+    let io = |e| JournalError::io(path, e);
+    let file = storage.open_read(path).map_err(io)?;
+    let len = file.len().map_err(io)?;
+    let mut scanner = Scanner::new(first, prev_hash, index_interval, checksums);
+    let mut buf: Vec<u8> = Vec::with_capacity(SCAN_CHUNK_BYTES);
+    let mut buf_pos = 0u64; // file position of buf[0]
+    let mut at = 0usize; // next frame in buf
+    loop {
+        let rest = buf.get(at..).unwrap_or(&[]);
+        let step = if rest.is_empty() {
+            Step::Incomplete
+        } else {
+            scanner.step(rest, max_payload)
+        };
+        match step {
+            Step::Took(used) => at += used,
+            Step::Incomplete => {
+                let have = buf_pos + buf.len() as u64;
+                if have >= len {
+                    if at == buf.len() {
+                        if !checksums {
+                            return last_frame_checked(scanner, &file, path, len, max_payload);
+                        }
+                        break; // every byte is in whole frames
+                    }
+                    let kind = super::record::FrameError::Incomplete.damage();
+                    let tail = buf.get(at..).unwrap_or(&[]).to_vec();
+                    scanner.fail(kind, &tail, max_payload);
+                    return Ok(FileScan {
+                        scan: scanner.scan,
+                        len,
+                        tail,
+                    });
+                }
+                buf.drain(..at);
+                buf_pos += at as u64;
+                at = 0;
+                let want = usize::try_from((len - have).min(SCAN_CHUNK_BYTES as u64))
+                    .unwrap_or(SCAN_CHUNK_BYTES);
+                let old = buf.len();
+                buf.resize(old + want, 0);
+                let target = buf.get_mut(old..).unwrap_or(&mut []);
+                file.read_exact_at(target, have).map_err(io)?;
+            }
+            Step::Failed(kind) => {
+                let start = buf_pos + at as u64;
+                let mut tail = vec![0u8; usize::try_from(len - start).unwrap_or(0)];
+                file.read_exact_at(&mut tail, start).map_err(io)?;
+                scanner.fail(kind, &tail, max_payload);
+                return Ok(FileScan {
+                    scan: scanner.scan,
+                    len,
+                    tail,
+                });
+            }
+        }
+    }
+    Ok(FileScan {
+        scan: scanner.scan,
+        len,
+        tail: Vec::new(),
+    })
+}
+
+/// The end of an unchecked walk ([`scan_file`]): the last frame's checksum is checked; if it
+/// fails the frame is taken back, and reported as the first failure.
+fn last_frame_checked(
+    mut scanner: Scanner,
+    file: &Box<dyn super::storage::StorageFile>,
+    path: &Path,
+    len: u64,
+    max_payload: usize,
+) -> Result<FileScan> {
+    let Some((end, next, last_hash, last_ts, index_len)) = scanner.before_last else {
+        return Ok(FileScan {
+            scan: scanner.scan,
+            len,
+            tail: Vec::new(),
+        });
+    };
+    let mut frame = vec![0u8; usize::try_from(len - end as u64).unwrap_or(0)];
+    file.read_exact_at(&mut frame, end as u64)
+        .map_err(|e| JournalError::io(path, e))?;
+    if decode_frame(&frame, max_payload).is_ok() {
+        return Ok(FileScan {
+            scan: scanner.scan,
+            len,
+            tail: Vec::new(),
+        });
+    }
+    let scan = &mut scanner.scan;
+    (scan.end, scan.next, scan.last_hash, scan.last_ts) = (end, next, last_hash, last_ts);
+    scan.index.truncate(index_len);
+    scanner.fail(DamageKind::Checksum, &frame, max_payload);
+    Ok(FileScan {
+        scan: scanner.scan,
+        len,
+        tail: frame,
+    })
 }
 
 /// Whether any position at or after `from` holds a frame that decodes with an offset at or

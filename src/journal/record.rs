@@ -170,6 +170,17 @@ impl FrameRef<'_> {
 /// Decodes the frame at the start of `buf`, checking length bounds and checksum.
 /// Returns the frame and the number of bytes it occupies.
 pub fn decode_frame(buf: &[u8], max_payload: usize) -> Result<(FrameRef<'_>, usize), FrameError> {
+    decode_frame_checked(buf, max_payload, true)
+}
+
+/// [`decode_frame`], with the checksum checked only if `checksum`: a read-only open walks the
+/// frames of an unsealed segment by their lengths and offsets without it (readers check every
+/// frame's checksum and chain link before serving it), and checks the last one.
+pub fn decode_frame_checked(
+    buf: &[u8],
+    max_payload: usize,
+    checksum: bool,
+) -> Result<(FrameRef<'_>, usize), FrameError> {
     let Some(prefix) = buf.get(..FRAME_PREFIX_BYTES) else {
         return Err(FrameError::Incomplete);
     };
@@ -183,7 +194,7 @@ pub fn decode_frame(buf: &[u8], max_payload: usize) -> Result<(FrameRef<'_>, usi
     let Some(body) = buf.get(FRAME_PREFIX_BYTES..FRAME_PREFIX_BYTES + len) else {
         return Err(FrameError::Incomplete);
     };
-    if crc32c::crc32c(body) != crc {
+    if checksum && crc32c::crc32c(body) != crc {
         return Err(FrameError::Checksum);
     }
     let (fixed, payload) = body.split_at(BODY_FIXED_BYTES);

@@ -31,7 +31,7 @@ use std::sync::{Arc, OnceLock};
 use super::catalog::{Catalog, FooterCell, SegmentEntry, SegmentState};
 use super::config::JournalConfig;
 use super::error::{Damage, DamageKind, JournalError, Result};
-use super::files::{list, quarantine, read_footer, scan_raw, sealed_twin};
+use super::files::{FileScan, list, quarantine, read_footer, scan_file, sealed_twin};
 use super::record::GENESIS_HASH;
 use super::sealer::SealJob;
 use super::storage::{Storage, sync_dir};
@@ -181,12 +181,23 @@ pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<
             (chain, last_ts) = head_of(storage, &path, &cell)?;
         }
         let is_last = i + 1 == count;
-        let bytes = match storage.read(&path) {
-            Ok(bytes) => bytes,
+        let scanned = scan_file(
+            storage,
+            &path,
+            first,
+            chain,
+            super::record::PAYLOAD_BYTES_MAX,
+            config.index_interval,
+            write,
+        );
+        let FileScan { scan, len, tail } = match scanned {
+            Ok(scanned) => scanned,
             // Read-only beside a live writer: sealed since we listed; take the sealed twin.
-            Err(e) if !write && e.kind() == std::io::ErrorKind::NotFound => {
+            Err(JournalError::Io { source, .. })
+                if !write && source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 let Some((last, twin)) = sealed_twin(storage, dir, first)? else {
-                    return Err(JournalError::io(&path, e));
+                    return Err(JournalError::io(&path, source));
                 };
                 let cell: FooterCell = Arc::new(OnceLock::new());
                 catalog.segments.push(SegmentEntry {
@@ -201,17 +212,10 @@ pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<
                 expected = last + 1;
                 continue;
             }
-            Err(e) => return Err(JournalError::io(&path, e)),
+            Err(e) => return Err(e),
         };
-        let scan = scan_raw(
-            &bytes,
-            first,
-            chain,
-            super::record::PAYLOAD_BYTES_MAX,
-            config.index_interval,
-        );
         if let Some(problem) = &scan.problem {
-            let cut_bytes = (bytes.len() - problem.pos) as u64;
+            let cut_bytes = len - problem.pos as u64;
             let damage = Damage {
                 offset: problem.offset,
                 segment: path.clone(),
@@ -244,7 +248,7 @@ pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<
                         "cut torn tail (an unacknowledged write cut short by a crash)"
                     );
                 });
-                report.quarantine = Some(cut(storage, dir, &path, &bytes, problem.pos)?);
+                report.quarantine = Some(cut(storage, dir, &path, &tail, problem.pos)?);
             }
         }
         catalog.segments.push(SegmentEntry {
@@ -304,13 +308,13 @@ fn head_of(storage: &dyn Storage, path: &Path, cell: &FooterCell) -> Result<([u8
     Ok((footer.last_hash, footer.last_ts))
 }
 
-/// Moves `bytes[pos..]` of the segment at `path` to the quarantine directory, then truncates
-/// the segment at `pos`. Both are fsynced before returning.
+/// Moves `tail` (the bytes of the segment at `path` from `pos` to its end) to the quarantine
+/// directory, then truncates the segment at `pos`. Both are fsynced before returning.
 pub(crate) fn cut(
     storage: &dyn Storage,
     dir: &Path,
     path: &Path,
-    bytes: &[u8],
+    tail: &[u8],
     pos: usize,
 ) -> Result<PathBuf> {
     let stem = path
@@ -321,7 +325,7 @@ pub(crate) fn cut(
         storage,
         dir,
         &format!("{stem}.at-{pos}"),
-        bytes.get(pos..).unwrap_or(&[]),
+        tail,
     )?;
     storage
         .truncate(path, pos as u64)
