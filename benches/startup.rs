@@ -184,7 +184,10 @@ fn main() {
     let parent = match &keep {
         Some(dir) => {
             std::fs::create_dir_all(dir).unwrap();
-            tempfile::Builder::new().disable_cleanup(true).tempdir_in(dir).unwrap()
+            tempfile::Builder::new()
+                .disable_cleanup(true)
+                .tempdir_in(dir)
+                .unwrap()
         }
         None => tempfile::tempdir().unwrap(),
     };
@@ -208,8 +211,7 @@ fn main() {
         }
     }
     // Context: what `show` did before (fold the whole journal in memory), on the big one.
-    let journal =
-        Journal::open_read_only(big.join("journal"), JournalConfig::default()).unwrap();
+    let journal = Journal::open_read_only(big.join("journal"), JournalConfig::default()).unwrap();
     let started = Instant::now();
     let mut state = state_at(&journal, Until::End).unwrap();
     let fold = started.elapsed();

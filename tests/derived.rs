@@ -161,13 +161,15 @@ fn a_writer_after_a_repair_detects_and_rebuilds_the_projection() {
     assert_eq!(own_digest(data), fresh_digest(data));
 }
 
-/// A damaged last record is indistinguishable from a torn write, so open cuts it; the
-/// projection, which had applied it, no longer matches and is rebuilt.
+/// After a crash (no clean-close marker), a damaged last record is indistinguishable from a
+/// torn write, so open cuts it; the projection, which had applied it, no longer matches and is
+/// rebuilt.
 #[test]
 fn a_last_record_cut_as_a_torn_tail_rebuilds_the_projection() {
     let tmp = recorded(10);
     let data = tmp.path();
     assert_eq!(show(data)["tasks"][0]["percentage"], 10.0);
+    remove_close_markers(data); // as a killed writer leaves it
     damage(data, 11);
     // The cut record's id (p-10) is not in the journal any more: it is recorded afresh.
     let out = record(data, &[progress(10), progress(11)]);
@@ -180,6 +182,50 @@ fn a_last_record_cut_as_a_torn_tail_rebuilds_the_projection() {
     assert_eq!(view["tasks"][0]["percentage"], 11.0);
     assert_eq!(view["last_offset"], 12);
     assert_eq!(own_digest(data), fresh_digest(data));
+}
+
+/// After a clean close the writer left a marker saying its segment was whole, so a damaged last
+/// record is damage, not a torn write: refused (an acknowledged record is never cut silently),
+/// named by `verify`, and cut by `repair` on the record.
+#[test]
+fn a_damaged_last_record_after_a_clean_close_is_damage_not_a_torn_tail() {
+    let tmp = recorded(10);
+    let data = tmp.path();
+    damage(data, 11);
+    let out = logbook(data, &["record"], &progress(50));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("journal damaged at offset 11"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = logbook(data, &["--json", "verify"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["damage"]["offset"], 11);
+    let out = logbook(data, &["repair"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("from offset 11"),
+        "{}",
+        text(&out.stdout)
+    );
+    record(data, &[progress(50)]);
+    assert_eq!(
+        show(data)["last_offset"],
+        12,
+        "the note at 11, the new record at 12"
+    );
+    assert_eq!(own_digest(data), fresh_digest(data));
+}
+
+fn remove_close_markers(data: &Path) {
+    for entry in std::fs::read_dir(data.join("journal")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".closed") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
 }
 
 fn garble(path: &Path) {

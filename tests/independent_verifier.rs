@@ -291,6 +291,31 @@ fn torn_tail_is_ok_for_both() {
     );
 }
 
+/// A damaged last record of a cleanly closed segment is damage for both (its clean-close
+/// marker says the segment was whole); without the marker, both take it for a torn tail.
+#[test]
+fn a_clean_close_marker_makes_a_bad_last_frame_damage_for_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let total = build_journal(tmp.path());
+    let copy = copy_dir(tmp.path());
+    let (_, raw) = segment_files(copy.path());
+    let marker = PathBuf::from(format!("{}.closed", raw[0].display()));
+    assert!(marker.exists(), "a clean close leaves {}", marker.display());
+    let mut bytes = std::fs::read(&raw[0]).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x40;
+    std::fs::write(&raw[0], &bytes).unwrap();
+    let (verdict, _, _) = both_agree(copy.path());
+    assert!(
+        matches!(&verdict, Verdict::Damaged { offset, .. } if *offset == total - 1),
+        "{verdict:?}"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let (verdict, torn, _) = both_agree(copy.path());
+    assert!(matches!(verdict, Verdict::Ok { records, .. } if records == total - 1));
+    assert!(torn > 0);
+}
+
 #[test]
 fn missing_sealed_segment_is_named_by_both() {
     let tmp = tempfile::tempdir().unwrap();

@@ -129,8 +129,8 @@ def _offset(text: str):
 
 def parse_name(name: str):
     """('sealed', first, last) | ('raw', first) | ('temp',) | None for any other file."""
-    if name.endswith(".seg.zst.tmp"):
-        return ("temp",)
+    if name.endswith(".tmp"):
+        return ("temp",) if parse_name(name[: -len(".tmp")]) not in (None, ("temp",)) else None
     if name.endswith(".seg.zst"):
         first, sep, last = name[: -len(".seg.zst")].partition("-")
         a, b = _offset(first), _offset(last)
@@ -459,9 +459,29 @@ def verify_sealed(path: str, first: int, last: int, st: State) -> None:
     st.head, st.last_ts, st.expected = footer.last_hash, footer.last_ts, last + 1
 
 
-def verify_raw(path: str, is_last: bool, st: State, max_payload: int) -> None:
+def closed_whole(path: str, first: int, length: int) -> bool:
+    """Spec 3.5: an intact clean-close marker `{path}.closed` naming this segment and exactly
+    its length says the segment was whole, so it cannot end in a torn tail."""
+    try:
+        with open(path + ".closed", "rb") as f:
+            marker = f.read()
+    except OSError:
+        return False
+    if len(marker) < 8 + 8 * 3 + 32 + 8 + 4 + 4:
+        return False
+    body, crc = marker[:-4], int.from_bytes(marker[-4:], "little")
+    if crc32c(body) != crc or body[:8] != b"LBKCLS01":
+        return False
+    marked_first = int.from_bytes(body[8:16], "little")
+    marked_bytes = int.from_bytes(body[16:24], "little")
+    return marked_first == first and marked_bytes == length
+
+
+def verify_raw(path: str, first: int, is_last: bool, st: State, max_payload: int) -> None:
     with open(path, "rb") as f:
         data = f.read()
+    # The last segment may end in a torn tail, unless its writer closed it cleanly (3.5).
+    is_last = is_last and not closed_whole(path, first, len(data))
     buf = memoryview(data)
     pos = 0
     while pos < len(buf):
@@ -539,7 +559,7 @@ def verify_dir(directory: str, max_payload: int) -> State:
                 verify_sealed(path, first, last, st)
             else:
                 # Only the last segment overall can end in a torn tail.
-                verify_raw(path, i + 1 == len(segments), st, max_payload)
+                verify_raw(path, first, i + 1 == len(segments), st, max_payload)
     except Damage as d:
         d.path = d.path or current
         raise

@@ -55,7 +55,17 @@ struct Scanner {
     /// Whether every frame's checksum is checked (see [`scan_file`]).
     checksums: bool,
     /// The scan as it was before the last frame taken (to take it back).
-    before_last: Option<(usize, u64, [u8; 32], Option<i64>, usize)>,
+    before_last: Option<Mark>,
+}
+
+/// Where a scan stood before a frame: end, next offset, last hash, last ts, index length.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    end: usize,
+    next: u64,
+    last_hash: [u8; 32],
+    last_ts: Option<i64>,
+    index_len: usize,
 }
 
 /// What [`Scanner::step`] did with the bytes it was given.
@@ -90,21 +100,23 @@ impl Scanner {
     fn step(&mut self, rest: &[u8], max_payload: usize) -> Step {
         let scan = &mut self.scan;
         match super::record::decode_frame_checked(rest, max_payload, self.checksums) {
-            Ok((frame, _)) if frame.offset != scan.next => Step::Failed(DamageKind::OffsetSequence {
-                expected: scan.next,
-                found: frame.offset,
-            }),
+            Ok((frame, _)) if frame.offset != scan.next => {
+                Step::Failed(DamageKind::OffsetSequence {
+                    expected: scan.next,
+                    found: frame.offset,
+                })
+            }
             Ok((frame, _)) if scan.last_ts.is_some_and(|t| frame.ts_us < t) => {
                 Step::Failed(DamageKind::TimeOrder)
             }
             Ok((frame, used)) => {
-                self.before_last = Some((
-                    scan.end,
-                    scan.next,
-                    scan.last_hash,
-                    scan.last_ts,
-                    scan.index.len(),
-                ));
+                self.before_last = Some(Mark {
+                    end: scan.end,
+                    next: scan.next,
+                    last_hash: scan.last_hash,
+                    last_ts: scan.last_ts,
+                    index_len: scan.index.len(),
+                });
                 if (scan.next - self.first).is_multiple_of(self.index_interval) {
                     scan.index.push(IndexPoint {
                         offset: frame.offset,
@@ -220,7 +232,13 @@ pub(crate) fn scan_file(
                 if have >= len {
                     if at == buf.len() {
                         if !checksums {
-                            return last_frame_checked(scanner, &file, path, len, max_payload);
+                            return last_frame_checked(
+                                scanner,
+                                file.as_ref(),
+                                path,
+                                len,
+                                max_payload,
+                            );
                         }
                         break; // every byte is in whole frames
                     }
@@ -267,12 +285,19 @@ pub(crate) fn scan_file(
 /// fails the frame is taken back, and reported as the first failure.
 fn last_frame_checked(
     mut scanner: Scanner,
-    file: &Box<dyn super::storage::StorageFile>,
+    file: &dyn super::storage::StorageFile,
     path: &Path,
     len: u64,
     max_payload: usize,
 ) -> Result<FileScan> {
-    let Some((end, next, last_hash, last_ts, index_len)) = scanner.before_last else {
+    let Some(Mark {
+        end,
+        next,
+        last_hash,
+        last_ts,
+        index_len,
+    }) = scanner.before_last
+    else {
         return Ok(FileScan {
             scan: scanner.scan,
             len,
@@ -298,6 +323,124 @@ fn last_frame_checked(
         len,
         tail: frame,
     })
+}
+
+/// What a writer that closed cleanly knew of its active segment, kept beside it in
+/// `{first}.log.closed` so the next open need not scan it: a clean close fsynced every byte, so
+/// the segment can have no torn tail. Open uses it only if it is intact (its own CRC-32C) and
+/// the segment's length is exactly the one it names (a crash after appends leaves it stale);
+/// a writer's open deletes it before appending anything. Damage inside the segment is then
+/// found by readers and `verify`, as for a read-only open.
+///
+/// Layout: `"LBKCLS01"`, then u64 first, u64 bytes, u64 next, [32] last_hash, i64 last_ts
+/// (i64::MIN for none), u32 index points, each u64 offset, u64 pos, [32] prev_hash; then u32
+/// CRC-32C of everything before it. Little-endian.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CloseMarker {
+    pub first: u64,
+    pub bytes: u64,
+    pub next: u64,
+    pub last_hash: [u8; 32],
+    pub last_ts: Option<i64>,
+    pub index: Vec<IndexPoint>,
+}
+
+const CLOSE_MAGIC: &[u8; 8] = b"LBKCLS01";
+
+impl CloseMarker {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.index.len() * 48);
+        out.extend_from_slice(CLOSE_MAGIC);
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(&self.next.to_le_bytes());
+        out.extend_from_slice(&self.last_hash);
+        out.extend_from_slice(&self.last_ts.unwrap_or(i64::MIN).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(self.index.len()).unwrap_or(0).to_le_bytes());
+        for p in &self.index {
+            out.extend_from_slice(&p.offset.to_le_bytes());
+            out.extend_from_slice(&p.pos.to_le_bytes());
+            out.extend_from_slice(&p.prev_hash);
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<CloseMarker> {
+        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+        if crc32c::crc32c(body).to_le_bytes() != crc {
+            return None;
+        }
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            let field = body.get(at..at + n);
+            at += n;
+            field
+        };
+        if take(8)? != CLOSE_MAGIC {
+            return None;
+        }
+        let u64_of = |b: &[u8]| b.try_into().ok().map(u64::from_le_bytes);
+        let first = u64_of(take(8)?)?;
+        let bytes = u64_of(take(8)?)?;
+        let next = u64_of(take(8)?)?;
+        let last_hash: [u8; 32] = take(32)?.try_into().ok()?;
+        let last_ts = i64::from_le_bytes(take(8)?.try_into().ok()?);
+        let points = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let mut index = Vec::with_capacity(points.min(1 << 20) as usize);
+        for _ in 0..points {
+            index.push(IndexPoint {
+                offset: u64_of(take(8)?)?,
+                pos: u64_of(take(8)?)?,
+                prev_hash: take(32)?.try_into().ok()?,
+            });
+        }
+        Some(CloseMarker {
+            first,
+            bytes,
+            next,
+            last_hash,
+            last_ts: (last_ts != i64::MIN).then_some(last_ts),
+            index,
+        })
+    }
+
+    /// Writes the marker beside its segment (temporary file, fsync, rename, directory fsync).
+    pub fn write(&self, storage: &dyn Storage, dir: &Path) -> Result<()> {
+        let name = names::closed(self.first);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let path = dir.join(&name);
+        let io = |e| JournalError::io(&tmp, e);
+        let mut file = storage.create(&tmp).map_err(io)?;
+        file.write_all(&self.encode()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        storage
+            .rename(&tmp, &path)
+            .map_err(|e| JournalError::io(&path, e))?;
+        sync_dir(storage, dir)
+    }
+
+    /// The marker of the segment starting at `first` whose file is `len` bytes, if one is
+    /// there, intact, and names exactly that length.
+    pub fn read(storage: &dyn Storage, dir: &Path, first: u64, len: u64) -> Option<CloseMarker> {
+        let bytes = storage.read(&dir.join(names::closed(first))).ok()?;
+        CloseMarker::decode(&bytes).filter(|m| m.first == first && m.bytes == len)
+    }
+
+    /// Removes the marker of the segment starting at `first`, if any (a writer's open does,
+    /// before it appends: the segment is about to change).
+    pub fn remove(storage: &dyn Storage, dir: &Path, first: u64) -> Result<()> {
+        let path = dir.join(names::closed(first));
+        if storage.exists(&path) {
+            storage
+                .remove_file(&path)
+                .map_err(|e| JournalError::io(&path, e))?;
+            sync_dir(storage, dir)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether any position at or after `from` holds a frame that decodes with an offset at or

@@ -4,6 +4,8 @@
 //! - sealed segment: `{first:020}-{last:020}.seg.zst`
 //! - a segment file being written (sealed, imported or repaired): its name + `.tmp` (deleted on
 //!   open)
+//! - the clean-close marker of an unsealed segment: `{first:020}.log.closed` (see
+//!   `files::CloseMarker`; not a segment)
 //!
 //! Offsets are zero-padded to 20 digits so lexical order is offset order.
 
@@ -39,6 +41,11 @@ pub fn sealed(first: u64, last: u64) -> String {
 /// Name of the temporary file a sealed segment is written to before its rename.
 pub fn sealed_temp(first: u64, last: u64) -> String {
     temp(&sealed(first, last))
+}
+
+/// Name of the clean-close marker of the unsealed segment starting at `first`.
+pub fn closed(first: u64) -> String {
+    format!("{}.closed", raw(first))
 }
 
 /// Name of the temporary file the segment file `name` is written to before its rename.

@@ -31,7 +31,9 @@ use std::sync::{Arc, OnceLock};
 use super::catalog::{Catalog, FooterCell, SegmentEntry, SegmentState};
 use super::config::JournalConfig;
 use super::error::{Damage, DamageKind, JournalError, Result};
-use super::files::{FileScan, list, quarantine, read_footer, scan_file, sealed_twin};
+use super::files::{
+    CloseMarker, FileScan, Scan, list, quarantine, read_footer, scan_file, sealed_twin,
+};
 use super::record::GENESIS_HASH;
 use super::sealer::SealJob;
 use super::storage::{Storage, sync_dir};
@@ -181,15 +183,26 @@ pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<
             (chain, last_ts) = head_of(storage, &path, &cell)?;
         }
         let is_last = i + 1 == count;
-        let scanned = scan_file(
-            storage,
-            &path,
-            first,
-            chain,
-            super::record::PAYLOAD_BYTES_MAX,
-            config.index_interval,
-            write,
-        );
+        // A segment its writer closed cleanly was whole: it cannot have a torn tail, so a
+        // failure at its end is damage. A read-only open takes the marker's word for its
+        // frames (readers check each before serving it); a writer, which must never append
+        // after damage, scans them all.
+        let marked = is_last
+            .then(|| closed_cleanly(storage, dir, &path, first, chain))
+            .flatten();
+        let complete = marked.is_some();
+        let scanned = match marked.filter(|_| !write) {
+            Some(marked) => Ok(marked),
+            _ => scan_file(
+                storage,
+                &path,
+                first,
+                chain,
+                super::record::PAYLOAD_BYTES_MAX,
+                config.index_interval,
+                write,
+            ),
+        };
         let FileScan { scan, len, tail } = match scanned {
             Ok(scanned) => scanned,
             // Read-only beside a live writer: sealed since we listed; take the sealed twin.
@@ -221,7 +234,7 @@ pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<
                 segment: path.clone(),
                 kind: problem.kind.clone(),
             };
-            if !is_last || problem.valid_after {
+            if !is_last || problem.valid_after || complete {
                 if !(write && config.repair && is_last) {
                     return Err(JournalError::Damaged(damage));
                 }
@@ -250,6 +263,12 @@ pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<
                 });
                 report.quarantine = Some(cut(storage, dir, &path, &tail, problem.pos)?);
             }
+        }
+        if write && is_last && complete {
+            // Checked whole, and about to change: the marker would be stale. (Removed only
+            // now: if the scan found damage, the marker stays to say the segment was whole, so
+            // no later open takes that damage for a torn write.)
+            CloseMarker::remove(storage, dir, first)?;
         }
         catalog.segments.push(SegmentEntry {
             first,
@@ -295,6 +314,41 @@ pub(crate) fn recover(dir: &Path, config: &JournalConfig, mode: Mode) -> Result<
     })
 }
 
+/// The active segment as its writer left it at a clean close, if it left an intact marker that
+/// matches the file (its length, and its chain start): no scan needed (`files::CloseMarker`).
+fn closed_cleanly(
+    storage: &dyn Storage,
+    dir: &Path,
+    path: &Path,
+    first: u64,
+    chain: [u8; 32],
+) -> Option<FileScan> {
+    let len = storage.open_read(path).ok()?.len().ok()?;
+    let marker = CloseMarker::read(storage, dir, first, len)?;
+    let starts = marker.index.first().map_or(marker.next == first, |p| {
+        p.offset == first && p.pos == 0 && p.prev_hash == chain
+    });
+    if !starts || marker.next < first {
+        return None;
+    }
+    Some(FileScan {
+        scan: Scan {
+            end: usize::try_from(marker.bytes).ok()?,
+            next: marker.next,
+            last_hash: if marker.next > first {
+                marker.last_hash
+            } else {
+                chain
+            },
+            last_ts: marker.last_ts,
+            index: marker.index,
+            problem: None,
+        },
+        len,
+        tail: Vec::new(),
+    })
+}
+
 /// Chain hash and timestamp at the end of a sealed segment, caching its footer.
 fn head_of(storage: &dyn Storage, path: &Path, cell: &FooterCell) -> Result<([u8; 32], i64)> {
     let footer = match cell.get() {
@@ -321,12 +375,7 @@ pub(crate) fn cut(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("segment");
-    let qpath = quarantine(
-        storage,
-        dir,
-        &format!("{stem}.at-{pos}"),
-        tail,
-    )?;
+    let qpath = quarantine(storage, dir, &format!("{stem}.at-{pos}"), tail)?;
     storage
         .truncate(path, pos as u64)
         .map_err(|e| JournalError::io(path, e))?;

@@ -196,6 +196,13 @@ pub(crate) fn cut_locked(
         remove.push(later.clone());
         records_cut += records_after(&later_bytes, *later_first, *later_last, *later_first);
     }
+    // Clean-close markers of the segments that change or go are stale after the cut.
+    for (seg_first, _, _) in all.iter().skip(index) {
+        let marker = names::closed(*seg_first);
+        if storage.exists(&dir.join(&marker)) {
+            remove.push(marker);
+        }
+    }
     // The note, chained after the last kept record, at the first cut offset.
     let last_ts = last_ts_of(&kept);
     let payload = note(damage, bytes_cut, quarantined.first().map(PathBuf::as_path));

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::{Damage, DamageKind, JournalError, Result};
-use super::files::{list, scan_raw, sealed_twin};
+use super::files::{CloseMarker, list, scan_raw, sealed_twin};
 use super::record::{GENESIS_HASH, chain_hash, decode_frame};
 use super::segment::{decode_block, decode_footer_from_file_bytes, decompress_block};
 use super::storage::{OsStorage, Storage};
@@ -117,7 +117,10 @@ pub fn verify_in(
         let path = path.as_path();
         let outcome = match last {
             Some(last) => walk.sealed(&mut report, &bytes, first, last),
-            None => walk.unsealed(&mut report, &bytes, i + 1 == count),
+            None => {
+                let whole = CloseMarker::read(storage, dir, first, bytes.len() as u64).is_some();
+                walk.unsealed(&mut report, &bytes, i + 1 == count && !whole)
+            }
         };
         if let Err((offset, kind)) = outcome {
             report.damage = Some(damage(offset, path, kind));
@@ -179,7 +182,9 @@ impl Walk {
         Ok(())
     }
 
-    fn unsealed(&mut self, report: &mut VerifyReport, bytes: &[u8], is_last: bool) -> Outcome {
+    /// `torn_allowed`: this is the last segment and no clean-close marker says it was whole
+    /// (then a failure at its end is a torn write, not damage).
+    fn unsealed(&mut self, report: &mut VerifyReport, bytes: &[u8], torn_allowed: bool) -> Outcome {
         let mut pos = 0usize;
         while let Some(rest) = bytes.get(pos..).filter(|r| !r.is_empty()) {
             let frame = match decode_frame(rest, self.max_payload) {
@@ -196,7 +201,7 @@ impl Walk {
                         u64::MAX,
                     );
                     let valid_after = scan.problem.is_some_and(|p| p.valid_after);
-                    if is_last && !valid_after {
+                    if torn_allowed && !valid_after {
                         report.torn_tail_bytes = rest.len() as u64;
                         return Ok(());
                     }

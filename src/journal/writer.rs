@@ -123,6 +123,7 @@ impl Flusher {
             }
             if closing && self.shared.lock_seq().pending.is_empty() {
                 self.sync()?;
+                self.mark_closed();
                 return Ok(());
             }
         }
@@ -296,6 +297,34 @@ impl Flusher {
             self.shared.advance_durable(next);
         }
         Ok(pos)
+    }
+
+    /// After a clean close (everything fsynced): leaves the active segment's state beside it, so
+    /// the next open need not scan it (`files::CloseMarker`). Best effort: without it the next
+    /// open scans, as after a crash.
+    fn mark_closed(&self) {
+        let index = match self
+            .shared
+            .catalog()
+            .locate(self.active.first)
+            .map(|e| e.state.clone())
+        {
+            Some(SegmentState::Raw { index, .. }) => (*index).clone(),
+            _ => Vec::new(),
+        };
+        let last_ts =
+            (self.active.next > self.active.first).then(|| self.shared.lock_seq().last_ts);
+        let marker = super::files::CloseMarker {
+            first: self.active.first,
+            bytes: self.active.bytes,
+            next: self.active.next,
+            last_hash: self.chain,
+            last_ts,
+            index,
+        };
+        if let Err(error) = marker.write(self.shared.config.storage.as_ref(), &self.shared.dir) {
+            super::quietly(|| tracing::warn!(%error, "cannot leave the clean-close marker"));
+        }
     }
 
     /// fsyncs the active segment and advances `durable` to everything written so far.
