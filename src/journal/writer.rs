@@ -17,8 +17,12 @@
 //!
 //! Backpressure: the pending buffer is bounded by `queue_bytes`; a full buffer blocks blocking
 //! producers on a condvar and makes async producers await, never grows memory.
-//! Failure: after any I/O error (an fsync failure cannot be retried safely) the writer records
-//! the error, wakes everyone, and every later append fails with `WriterFailed`.
+//! Failure: after any I/O error (an fsync failure cannot be retried safely) or a panic, the
+//! flusher fails the journal (`shared`): the cause is recorded first, every waiter is woken,
+//! and every later append fails with `WriterFailed`. Logging never runs before that, and a
+//! logger that panics is caught (`quietly`).
+//! Clean close: after the last fsync the flusher leaves a clean-close marker beside the active
+//! segment (`files::CloseMarker`), so the next open knows the segment was whole.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;

@@ -18,6 +18,12 @@
 //!   duplicate.
 //! - **Appends never wait for subscribers.** A subscriber only reads; it is never pushed to.
 //!   A lagging one reads older records from disk at its own pace.
+//! - **One durable-consumer mechanism.** Every copy that follows the journal (the SQLite
+//!   projection, each [`DurableConsumer`] such as EventBridge, the S3 shipper) keeps its
+//!   progress as an anchored checkpoint (next offset + chain hash) in one table of
+//!   `state.sqlite` ([`crate::projection::Checkpoints`]), checks it against the journal when it
+//!   opens, and is woken by a journal watermark, never by polling: the projector by the
+//!   `durable` one, subscriptions by `visible`, the shipper by `sealed`.
 //! - **Bounded memory.** A subscription holds the reader's buffer (one decoded sealed block, or a
 //!   window of at most 256 KiB of an unsealed segment, or one record larger than that) and the
 //!   delivery it is returning; nothing grows with the journal or with the lag.
