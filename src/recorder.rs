@@ -255,7 +255,19 @@ impl Recorder {
         let worker = shared.clone();
         let projector = std::thread::Builder::new()
             .name("logbook-projector".into())
-            .spawn(move || project(&worker, projection))
+            .spawn(move || {
+                // A panic here must not leave the state waiting for a projection that never
+                // comes: it poisons the recorder, which then says why.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    project(&worker, projection)
+                }));
+                if let Err(panic) = outcome {
+                    worker.poison(&format!(
+                        "the projector thread panicked: {}",
+                        crate::journal::panic_message(panic.as_ref())
+                    ));
+                }
+            })
             .map_err(|e| JournalError::Io {
                 path: data_dir.to_path_buf(),
                 source: e,

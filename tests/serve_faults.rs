@@ -182,3 +182,75 @@ fn a_full_disk_fails_serve_cleanly_and_a_restart_serves_the_journal() {
     assert!(out.status.success(), "{}", support::cli::text(&out.stdout));
     assert!(support::cli::text(&out.stdout).starts_with("ok"));
 }
+
+/// Finding 4, under a running server: `state.sqlite` overwritten with random bytes while
+/// `serve` records. It used to warn on every ingest and never rebuild. Every later POST is
+/// answered 200, the views stay right, and after a restart `state.sqlite` equals a fresh fold.
+#[test]
+fn a_state_file_garbled_under_a_running_server_is_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let server = support::serve::start(data, &[]);
+    let upgrade = |u: usize| {
+        format!(
+            r#"{{"type":"upgrade.started","upgrade_id":"u-{u}","plan_id":"p","cluster_name":"c","phase":"Go"}}
+{{"type":"task.added","upgrade_id":"u-{u}","task_id":"t","name":"T","task_type":"upgrade_step"}}
+{{"type":"task.progress","upgrade_id":"u-{u}","task_id":"t","percentage":{u}}}"#
+        )
+    };
+    for u in 0..20 {
+        assert_eq!(server.post_body(upgrade(u).as_bytes()).0, 200);
+    }
+    // Let the projector apply them, then garble the file under it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logbook::projection::Projection::open_read(data)
+        .ok()
+        .flatten()
+        .and_then(|p| p.checkpoint().ok())
+        != Some(60)
+    {
+        assert!(Instant::now() < deadline, "the projector never caught up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let noise: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(data.join("state.sqlite"), noise).unwrap();
+    for u in 20..40 {
+        let (status, body) = server.post_body(upgrade(u).as_bytes());
+        assert_eq!(status, 200, "after the garbling: {body}");
+    }
+    for u in [0, 19, 20, 39] {
+        let (status, view) = server.get(&format!("/v1/upgrades/u-{u}"));
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["tasks"][0]["percentage"], u as f64);
+    }
+    let (status, list) = server.get("/v1/upgrades");
+    assert_eq!(status, 200);
+    assert_eq!(list["upgrades"].as_array().unwrap().len(), 40);
+    drop(server);
+    let restarted = support::serve::start(data, &[]);
+    assert_eq!(
+        restarted.get("/v1/upgrades").1["upgrades"]
+            .as_array()
+            .unwrap()
+            .len(),
+        40
+    );
+    drop(restarted);
+    let journal = logbook::journal::Journal::open_read_only(
+        data.join("journal"),
+        logbook::journal::JournalConfig::default(),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut fresh = logbook::projection::Projection::open(elsewhere.path()).unwrap();
+    fresh.catch_up(&journal).unwrap();
+    assert_eq!(
+        logbook::projection::Projection::open(data)
+            .unwrap()
+            .digest()
+            .unwrap(),
+        fresh.digest().unwrap()
+    );
+}
