@@ -169,6 +169,10 @@ fn every_fault_point_fails_cleanly_and_loses_nothing_acknowledged() {
         "{fired} of {points} faults fired"
     );
     assert!(failed_cleanly > 0);
+    eprintln!(
+        "{points} fault points: {fired} faults fired (ENOSPC and EIO in turn), {failed_cleanly} \
+         runs failed their appends cleanly, 0 acknowledged records lost, every reopen verified"
+    );
 }
 
 /// A fault in work no append waits for (sealing a rolled segment, removing its unsealed file)
