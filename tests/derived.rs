@@ -451,3 +451,23 @@ fn repair_names_damage_in_a_sealed_segment_and_cuts_it_on_request() {
     assert_eq!(own_digest(data), fresh_digest(data));
     assert_eq!(show(data)["last_offset"], cut_from + 1);
 }
+
+/// `rebuild` refuses while a writer runs (the writer owns `state.sqlite` and rebuilds it
+/// itself when it does not match): exit 1 naming the writer's pid, nothing changed.
+#[test]
+fn rebuild_is_refused_while_a_writer_runs() {
+    let tmp = recorded(5);
+    let data = tmp.path();
+    let before = own_digest(data);
+    let server = support::serve::start(data, &[]);
+    let out = logbook(data, &["rebuild"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("locked by another writer") && said.contains(&server.child.id().to_string()),
+        "{said}"
+    );
+    assert!(data.join("state.sqlite").exists());
+    drop(server);
+    assert_eq!(own_digest(data), before, "nothing changed");
+}
