@@ -467,7 +467,7 @@ impl Shipper {
                     Err(error) if error.is_transient() => {
                         backoff = (backoff * 2).clamp(Duration::from_millis(500), MAX_BACKOFF);
                         let jittered =
-                            backoff.mul_f64(0.5 + crate::eventbridge::batch::jitter_unit() / 2.0);
+                            backoff.mul_f64(0.5 + crate::backoff::jitter_unit() / 2.0);
                         tracing::warn!(%error, retry_in_ms = jittered.as_millis() as u64, "shipping failed; will retry");
                         jittered
                     }
