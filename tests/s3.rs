@@ -10,12 +10,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::primitives::ByteStream;
 use logbook::artifacts::{ArtifactStore, NewArtifact};
 use logbook::event::{ArtifactType, TaskType};
@@ -27,120 +25,7 @@ use logbook::tracker::ProgressTracker;
 use serde_json::Value;
 use support::moto::Moto;
 use support::proxy::Proxy;
-
-const BUCKET: &str = "logbook-test";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn sdk(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await
-}
-
-fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-    logbook::s3::client(sdk)
-}
-
-fn create_bucket(rt: &tokio::runtime::Runtime, endpoint: &str) -> SdkConfig {
-    let sdk = rt.block_on(sdk(endpoint));
-    rt.block_on(s3(&sdk).create_bucket().bucket(BUCKET).send())
-        .unwrap();
-    sdk
-}
-
-/// The `logbook` binary on `data` with `args`, in the AWS environment a user would set
-/// (stdin closed, stdout and stderr piped).
-fn logbook_command(data: &Path, endpoint: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logbook"));
-    command
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("LOGBOOK_S3")
-        .env_remove("LOGBOOK_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Starts `logbook serve` with `args` (which include `--listen 127.0.0.1:0`); the child and
-/// its base URL, read from the line it prints first.
-fn spawn_serve(data: &Path, endpoint: &str, args: &[&str]) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = logbook_command(data, endpoint, args)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
-        .to_string();
-    (child, base)
-}
-
-/// Runs the `logbook` binary (see [`logbook_command`]) to completion.
-fn logbook(data: &Path, endpoint: &str, args: &[&str]) -> Output {
-    logbook_command(data, endpoint, args).output().unwrap()
-}
-
-/// Appends `n` progress events of task `t` of upgrade `u-1` to `data` (opening the upgrade when
-/// `from` is 0, with small segments), closes the journal, then ships it to `url` with
-/// `ship --once`.
-fn append_and_ship(data: &Path, endpoint: &str, url: &str, from: usize, n: usize) {
-    let recorder = Arc::new(Recorder::open(data, small_segments()).unwrap());
-    let t = ProgressTracker::new(recorder.clone(), "u-1");
-    if from == 0 {
-        t.start_upgrade("p", "c", "Planning", None).unwrap();
-        t.add_task("t", "T", TaskType::UpgradeStep, None).unwrap();
-        t.start_task("t").unwrap();
-    }
-    for i in from..from + n {
-        t.update_task_progress("t", (i % 100) as f64, Some("following"))
-            .unwrap();
-    }
-    drop(t);
-    Arc::into_inner(recorder).unwrap().close().unwrap();
-    ok(logbook(data, endpoint, &["ship", "--s3", url, "--once"]));
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn small_segments() -> JournalConfig {
-    JournalConfig {
-        segment_bytes: 8 << 10,
-        ..JournalConfig::default()
-    }
-}
+use support::s3::*;
 
 /// A rich run: 3 upgrades (one failed) with nested tasks, progress, a session with
 /// collections and artifacts; small segments so there are many. The upgrade ids.
@@ -200,24 +85,19 @@ fn record_rich_run(data: &Path) {
     Arc::into_inner(recorder).unwrap().close().unwrap();
 }
 
-fn digest(data: &Path) -> String {
-    Projection::open(data).unwrap().digest().unwrap()
+/// `head.json` of `location`, if any.
+async fn read_head(
+    client: &aws_sdk_s3::Client,
+    location: &S3Location,
+) -> Result<Option<logbook::s3::layout::Head>, logbook::s3::S3Error> {
+    let objects = logbook::s3::Objects::new(client.clone(), location.clone());
+    Ok(logbook::s3::prefix::read_head(&objects)
+        .await?
+        .map(|(head, _)| head))
 }
 
-fn segment_keys(rt: &tokio::runtime::Runtime, sdk: &SdkConfig, prefix: &str) -> Vec<String> {
-    let out = rt
-        .block_on(
-            s3(sdk)
-                .list_objects_v2()
-                .bucket(BUCKET)
-                .prefix(format!("{prefix}/journal/"))
-                .send(),
-        )
-        .unwrap();
-    out.contents()
-        .iter()
-        .map(|o| o.key().unwrap().to_string())
-        .collect()
+fn digest(data: &Path) -> String {
+    Projection::open(data).unwrap().digest().unwrap()
 }
 
 #[test]
@@ -512,9 +392,7 @@ fn outage_mid_shipping_loses_and_duplicates_nothing() {
     assert!(target > 600, "segments sealed: {target}");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let head = rt
-            .block_on(logbook::s3::ship::read_head(&s3(&direct), &location))
-            .unwrap();
+        let head = rt.block_on(read_head(&s3(&direct), &location)).unwrap();
         if head.as_ref().is_some_and(|h| h.next_offset >= target) {
             break;
         }
@@ -815,7 +693,7 @@ fn serve_ships_what_it_records() {
     let sdk = create_bucket(&rt, &endpoint);
     let data = tempfile::tempdir().unwrap();
     let url = format!("s3://{BUCKET}/served");
-    let (mut serve, base) = spawn_serve(
+    let serve = spawn_serve(
         data.path(),
         &endpoint,
         &[
@@ -836,24 +714,21 @@ fn serve_ships_what_it_records() {
         r#"{"type":"upgrade.completed","upgrade_id":"u-1"}"#,
     ]
     .join("\n");
-    let response = ureq::post(format!("{base}/v1/events"))
+    let response = ureq::post(format!("{}/v1/events", serve.base))
         .send(body.as_bytes())
         .unwrap();
     assert_eq!(response.status(), 200);
     let location: S3Location = url.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let head = rt
-            .block_on(logbook::s3::ship::read_head(&s3(&sdk), &location))
-            .unwrap();
+        let head = rt.block_on(read_head(&s3(&sdk), &location)).unwrap();
         if head.as_ref().is_some_and(|h| h.next_offset >= 3) {
             break;
         }
         assert!(Instant::now() < deadline, "serve did not ship: {head:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
 }
 
 /// `serve --follow`: a read-only replica serving the views of a prefix, kept current,
@@ -903,7 +778,8 @@ fn serve_follow_is_a_read_only_replica() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let (mut serve, base) = start();
+    let serve = start();
+    let base = serve.base.clone();
     wait_for(&base, 103);
     let refused = agent
         .post(format!("{base}/v1/events"))
@@ -920,9 +796,9 @@ fn serve_follow_is_a_read_only_replica() {
     let view = json(format!("{base}/v1/upgrades/u-1"));
     assert_eq!(view["as_of"], 152, "{view}");
     // Restarted on the same data dir, it resumes (no new restore) and keeps following.
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let (mut serve, base) = start();
+    drop(serve);
+    let serve = start();
+    let base = serve.base.clone();
     wait_for(&base, 153);
     // A WebSocket client tailing the replica sees the records as they are followed.
     let ws_url = format!("{}/v1/stream?from=150", base.replace("http://", "ws://"));
@@ -947,10 +823,11 @@ fn serve_follow_is_a_read_only_replica() {
     wait_for(&base, 203);
     let offsets = rt.block_on(tail).unwrap();
     assert_eq!(offsets, (150..203).collect::<Vec<u64>>());
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
-    assert_eq!(events(a.path()), events(replica.path()));
+    drop(serve);
+    assert_eq!(
+        events(a.path(), &endpoint),
+        events(replica.path(), &endpoint)
+    );
 }
 
 /// `demo --s3 --eventbridge-bus`: the main job ships everything and notifies, then a restore
@@ -1088,4 +965,82 @@ print(len(keys), expected)
         ],
         "{report}"
     );
+}
+
+/// A follower resuming a data dir that holds an empty journal (opened once by a writer, nothing
+/// recorded): it follows the prefix from offset 0, then keeps up with newly shipped segments.
+///
+/// Fails today: `journal::Importer::open` refuses the writer's empty active segment (`00..0.log`,
+/// no records) as "unsealed records", so `Follower::resume` (and `serve --follow` on such a
+/// dir) answers "not a follower's data dir". The fix belongs to the journal (an importer may
+/// remove an unsealed segment holding no record, under its lock); it is requested in the
+/// issue rather than worked around here, since only the journal writes under `journal/`.
+#[test]
+#[ignore = "needs journal::Importer to accept an empty unsealed segment"]
+fn a_follower_resumes_a_data_dir_holding_an_empty_journal() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let rt = runtime();
+    let sdk = create_bucket(&rt, &endpoint);
+    let url = format!("s3://{BUCKET}/empty");
+    let location: S3Location = url.parse().unwrap();
+    let a = tempfile::tempdir().unwrap();
+    append_and_ship(a.path(), &endpoint, &url, 0, 200);
+    let b = tempfile::tempdir().unwrap();
+    logbook::journal::Journal::open(b.path().join("journal"), JournalConfig::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let mut follower = logbook::s3::Follower::resume(&s3(&sdk), &location, b.path(), 4).unwrap();
+    assert_eq!(follower.next_offset(), 0);
+    assert_eq!(rt.block_on(follower.poll()).unwrap(), 203);
+    append_and_ship(a.path(), &endpoint, &url, 200, 150);
+    assert_eq!(rt.block_on(follower.poll()).unwrap(), 150);
+    assert_eq!(rt.block_on(follower.poll()).unwrap(), 0);
+    drop(follower);
+    assert_eq!(events(a.path(), &endpoint), events(b.path(), &endpoint));
+    assert_eq!(digest(a.path()), digest(b.path()));
+}
+
+/// `logbook repair --from s3://...`: a byte flipped in a local sealed segment is named by
+/// `repair` (exit 1, nothing changed), and replaced by its shipped copy with `--from`; then
+/// verify is ok and the events are exactly those before the damage.
+#[test]
+fn repair_from_s3_replaces_a_damaged_sealed_segment() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let rt = runtime();
+    create_bucket(&rt, &endpoint);
+    let url = format!("s3://{BUCKET}/repair");
+    let a = tempfile::tempdir().unwrap();
+    append_and_ship(a.path(), &endpoint, &url, 0, 400);
+    let before = events(a.path(), &endpoint);
+    let mut sealed: Vec<_> = std::fs::read_dir(a.path().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".seg.zst"))
+        .collect();
+    sealed.sort();
+    assert!(sealed.len() >= 3, "{sealed:?}");
+    let victim = &sealed[1];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let i = bytes.len() / 3;
+    bytes[i] ^= 0x40;
+    std::fs::write(victim, &bytes).unwrap();
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+
+    let found = logbook(a.path(), &endpoint, &["repair"]);
+    assert_eq!(found.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&found.stdout);
+    assert!(
+        stdout.contains(&name),
+        "names the damaged segment: {stdout}"
+    );
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(std::fs::read(victim).unwrap(), bytes, "unchanged");
+
+    let repaired = ok(logbook(a.path(), &endpoint, &["repair", "--from", &url]));
+    assert!(repaired.contains("verify: ok"), "{repaired}");
+    ok(logbook(a.path(), &endpoint, &["verify"]));
+    assert_eq!(events(a.path(), &endpoint), before);
 }

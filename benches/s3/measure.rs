@@ -16,8 +16,7 @@ use logbook::journal::segment::{
 };
 use logbook::recorder::Recorder;
 use logbook::s3::layout::{self, meta};
-use logbook::s3::restore::list_segments;
-use logbook::s3::{RestoreOptions, S3Location, Shipper, UploadConfig, restore};
+use logbook::s3::{Objects, RestoreOptions, S3Location, Shipper, UploadConfig, restore, segments};
 
 /// One measurement: wall time, and CPU seconds of this process and of moto_server.
 #[derive(Debug, Clone, Copy)]
@@ -259,13 +258,14 @@ pub async fn raw_get(
     moto: &[u32],
 ) -> Sample {
     let start = mark(moto);
-    let listed = list_segments(client, location, None).await.unwrap();
+    let objects = Objects::new(client.clone(), location.clone());
+    let listed = segments::list(&objects, None).await.unwrap();
     let bytes: usize = futures_util::stream::iter(listed)
         .map(|l| async move {
             let object = client
                 .get_object()
                 .bucket(&location.bucket)
-                .key(&l.key)
+                .key(l.key.as_str())
                 .send()
                 .await
                 .unwrap();

@@ -1,8 +1,11 @@
 //! The subscribers a writer process runs beside its journal (`serve`, `demo`): the S3 shipper,
 //! the EventBridge consumer and the S3 follower, each a tokio task with a stop signal.
 //!
-//! Invariant: [`Task::stop`] signals the task and waits for it, so when it returns the task no
-//! longer holds the recorder (whose last `Arc` the caller then closes).
+//! Invariants: [`stop_all`] signals every task at once and waits for them at most
+//! [`STOP_WAIT`] in all (a task still running then is aborted: dropped at its next await), so a
+//! stalled S3 or EventBridge cannot hold a shutdown; when it returns, no task holds the
+//! recorder (whose last `Arc` the caller then closes), except a blocking call an aborted task
+//! had started, which ends on its own.
 
 use std::future::Future;
 use std::path::Path;
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use logbook::eventbridge::{EventBridgeConfig, EventBridgeConsumer, Metrics};
 use logbook::recorder::Recorder;
-use logbook::s3::{S3Location, Shipper, UploadConfig};
+use logbook::s3::{S3Location, ShipStatus, Shipper, UploadConfig};
 use logbook::type_filter::TypeFilter;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -47,13 +50,38 @@ impl Task {
         Task { name, stop, handle }
     }
 
-    /// Signals the task to stop and waits until it has.
+    /// Signals the task to stop and waits until it has (at most [`STOP_WAIT`]).
     pub fn stop(self, runtime: &Runtime) {
-        let _ = self.stop.send(());
-        if let Err(error) = runtime.block_on(self.handle) {
-            tracing::error!(%error, "{} panicked", self.name);
-        }
+        stop_all(runtime, vec![self]);
     }
+}
+
+/// How long [`stop_all`] waits for tasks before aborting them. The shipper gives its in-flight
+/// uploads [`logbook::s3::ship::STOP_GRACE`] of it.
+pub const STOP_WAIT: Duration = Duration::from_secs(3);
+
+/// Signals every task to stop, then waits for them, at most [`STOP_WAIT`] in all; those still
+/// running are aborted.
+pub fn stop_all(runtime: &Runtime, tasks: Vec<Task>) {
+    let mut waiting = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let _ = task.stop.send(());
+        waiting.push((task.name, task.handle));
+    }
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        for (name, mut handle) in waiting {
+            match tokio::time::timeout_at(deadline, &mut handle).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "{name} panicked"),
+                Err(_) => {
+                    tracing::warn!("{name} did not stop within {STOP_WAIT:?}; abandoned");
+                    handle.abort();
+                    let _ = handle.await;
+                }
+            }
+        }
+    });
 }
 
 /// Completes when `stopped` fires (or its sender is dropped).
@@ -61,18 +89,21 @@ async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
-/// Opens the S3 shipper of `data_dir` (taking the prefix's writer lease) and runs it.
+/// Opens the S3 shipper of `data_dir` (taking the prefix's writer lease) and runs it; the task
+/// and the shipper's status (for `/v1/health`).
 pub fn start_shipper(
     runtime: &Runtime,
     data_dir: &Path,
     recorder: &Arc<Recorder>,
     location: &S3Location,
     interval: Duration,
-) -> anyhow::Result<Task> {
+) -> anyhow::Result<(Task, Arc<ShipStatus>)> {
     let shipper = open_shipper(runtime, data_dir, recorder, location)?;
-    Ok(Task::spawn(runtime, "shipper", move |stopped| {
+    let status = shipper.status();
+    let task = Task::spawn(runtime, "shipper", move |stopped| {
         shipper.run(interval, until(stopped))
-    }))
+    });
+    Ok((task, status))
 }
 
 /// Opens the S3 shipper of `data_dir` (bad input errors as such).
