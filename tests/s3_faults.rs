@@ -404,8 +404,8 @@ fn metadata_only_artifacts_delay_neither_shipping_nor_shutdown() {
 }
 
 /// 5xx and a stalled S3 through the fault proxy: shipping waits (health says why), SIGTERM ends
-/// `serve` in under 5 s while a request hangs, and once S3 answers again the prefix catches up
-/// and restores equal.
+/// `serve` in under 5 s while a request hangs, a `serve` started while S3 refuses connections
+/// serves anyway, and once S3 answers again the prefix catches up and restores equal.
 #[test]
 fn errors_and_stalls_delay_shipping_and_never_block_shutdown() {
     let moto = Moto::start();
@@ -438,8 +438,12 @@ fn errors_and_stalls_delay_shipping_and_never_block_shutdown() {
     assert!(status.success());
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
 
-    proxy.restore();
+    // Started while S3 refuses connections: it serves anyway, says why it does not ship, and
+    // ships once S3 is back.
+    proxy.cut();
     let mut serve = serve_shipping(a.path(), &proxy.endpoint(), &url);
+    assert_eq!(health(&serve.base)["shipping"]["state"], "retrying");
+    proxy.restore();
     wait_shipped(&rt, &sdk, "faults", &serve.base, Duration::from_secs(30));
     assert_eq!(health(&serve.base)["shipping"]["state"], "ok");
     let (_, status) = serve.terminate(Duration::from_secs(10));

@@ -12,9 +12,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use logbook::backoff::Backoff;
 use logbook::eventbridge::{EventBridgeConfig, EventBridgeConsumer, Metrics};
 use logbook::recorder::Recorder;
-use logbook::s3::{S3Location, ShipStatus, Shipper, UploadConfig};
+use logbook::s3::{Objects, S3Location, ShipStatus, Shipper, UploadConfig};
 use logbook::type_filter::TypeFilter;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -89,8 +90,14 @@ async fn until(stopped: oneshot::Receiver<()>) {
     let _ = stopped.await;
 }
 
+/// How long starting waits for S3 to answer before it goes on without (then the shipper's task
+/// keeps trying).
+pub const OPEN_WAIT: Duration = Duration::from_secs(5);
+
 /// Opens the S3 shipper of `data_dir` (taking the prefix's writer lease) and runs it; the task
-/// and the shipper's status (for `/v1/health`).
+/// and the shipper's status (for `/v1/health`). A refusal (fenced, diverged) fails here, before
+/// anything runs; an S3 that does not answer does not: the task keeps opening the shipper with
+/// [`Backoff`] (the status says why meanwhile) and ships once S3 answers.
 pub fn start_shipper(
     runtime: &Runtime,
     data_dir: &Path,
@@ -98,10 +105,73 @@ pub fn start_shipper(
     location: &S3Location,
     interval: Duration,
 ) -> anyhow::Result<(Task, Arc<ShipStatus>)> {
-    let shipper = open_shipper(runtime, data_dir, recorder, location)?;
-    let status = shipper.status();
-    let task = Task::spawn(runtime, "shipper", move |stopped| {
-        shipper.run(interval, until(stopped))
+    let sdk = super::aws::sdk_config(runtime, "--s3")?;
+    let objects = Objects::new(logbook::s3::client(&sdk), location.clone());
+    let writer_id = logbook::s3::lease::writer_id(data_dir).map_err(super::aws::s3_error)?;
+    let status = Arc::new(ShipStatus::new(objects.clone(), &writer_id, 0));
+    let open = {
+        let (data_dir, recorder, status) =
+            (data_dir.to_path_buf(), recorder.clone(), status.clone());
+        move || {
+            let (data_dir, recorder, objects, status) = (
+                data_dir.clone(),
+                recorder.clone(),
+                objects.clone(),
+                status.clone(),
+            );
+            async move {
+                Shipper::open_reporting(
+                    &data_dir,
+                    recorder,
+                    objects,
+                    UploadConfig::default(),
+                    status,
+                )
+                .await
+            }
+        }
+    };
+    let first = match runtime.block_on(async { tokio::time::timeout(OPEN_WAIT, open()).await }) {
+        Ok(Ok(shipper)) => Some(shipper),
+        Err(_) => {
+            tracing::warn!(
+                "S3 did not answer within {OPEN_WAIT:?}; serving anyway, shipping starts once it does"
+            );
+            status.round_failed(&format!("S3 did not answer within {OPEN_WAIT:?}"));
+            None
+        }
+        Ok(Err(error)) if error.is_transient() => {
+            tracing::warn!(%error, "S3 does not answer; serving anyway, shipping starts once it does");
+            status.round_failed(&error.to_string());
+            None
+        }
+        Ok(Err(error)) => return Err(super::aws::s3_error(error)),
+    };
+    let reporting = status.clone();
+    let task = Task::spawn(runtime, "shipper", move |mut stopped| async move {
+        let shipper = match first {
+            Some(shipper) => shipper,
+            None => {
+                let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return Ok(()),
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                    match open().await {
+                        Ok(shipper) => break shipper,
+                        Err(error) if error.is_transient() => {
+                            reporting.round_failed(&error.to_string());
+                        }
+                        Err(error) => {
+                            reporting.stopped(&error.to_string());
+                            return Err(error);
+                        }
+                    }
+                }
+            }
+        };
+        shipper.run(interval, until(stopped)).await
     });
     Ok((task, status))
 }

@@ -10,7 +10,9 @@
 //!    local journal does not stop it ([`S3Error::Diverged`]);
 //! 2. uploads every sealed segment not yet shipped, in offset order, each after proving the
 //!    lease ([`LeaseGuard::check`]) and with `If-None-Match: *` and its offsets, count, hashes
-//!    and writer as metadata, moving the checkpoint after each;
+//!    and writer as metadata, moving the checkpoint after each. The proof runs while the file
+//!    is read and hashed, or alongside the previous PUT (it completes before the write it
+//!    covers starts), so it adds a request but no latency;
 //! 3. rewrites `head.json` (lease proven, `If-Match` on its last ETag) if it moved; a round
 //!    that wrote nothing proves the lease instead.
 //!
@@ -131,6 +133,9 @@ pub struct Shipper {
     head: HeadState,
     /// Whether `head.json` does not name `shipped` yet.
     head_stale: bool,
+    /// Whether the lease was proven since the last object write (by a check that ran alongside
+    /// that write's PUT): the next write needs no check of its own. Reset each round.
+    lease_proven: bool,
     rounds_since_survey: u64,
     status: Arc<ShipStatus>,
     queue: Option<ArtifactQueue>,
@@ -147,8 +152,26 @@ impl Shipper {
         location: S3Location,
         upload: UploadConfig,
     ) -> Result<Shipper, S3Error> {
+        let objects = Objects::new(client, location);
+        let status = Arc::new(ShipStatus::new(
+            objects.clone(),
+            &lease::writer_id(data_dir)?,
+            0,
+        ));
+        Shipper::open_reporting(data_dir, recorder, objects, upload, status).await
+    }
+
+    /// [`Shipper::open`] through `objects`, reporting to `status` (made beforehand, so a
+    /// caller that retries opening while S3 is unreachable can show why meanwhile).
+    pub async fn open_reporting(
+        data_dir: &Path,
+        recorder: Arc<Recorder>,
+        objects: Objects,
+        upload: UploadConfig,
+        status: Arc<ShipStatus>,
+    ) -> Result<Shipper, S3Error> {
         let writer_id = lease::writer_id(data_dir)?;
-        let objects = Objects::new(client, location.clone());
+        let location = objects.location().clone();
         let survey = prefix::survey(&objects).await?;
         if let Some((other, evidence)) = survey.other_writer(&writer_id) {
             return Err(match lease::read(&objects).await? {
@@ -173,11 +196,6 @@ impl Shipper {
             check_checkpoint(&stored, &recorder, &location)?;
         }
         let lease = Arc::new(LeaseGuard::acquire(objects.clone(), &writer_id, data_dir).await?);
-        let status = Arc::new(ShipStatus::new(
-            objects.clone(),
-            &writer_id,
-            survey.end.next_offset,
-        ));
         let uploader = ArtifactUploader::with_objects(
             objects.clone(),
             recorder.clone(),
@@ -195,6 +213,7 @@ impl Shipper {
             last_key: None,
             head: HeadState::Unknown,
             head_stale: false,
+            lease_proven: false,
             rounds_since_survey: 0,
             queue: Some(ArtifactQueue::new(uploader, Some(status.clone()))),
             status,
@@ -271,6 +290,7 @@ impl Shipper {
     /// Step 1 of a round (see the module docs).
     async fn check_prefix(&mut self) -> Result<(), S3Error> {
         self.rounds_since_survey += 1;
+        self.lease_proven = false;
         let found = self
             .objects
             .head(&layout::head_key(self.location()))
@@ -334,7 +354,7 @@ impl Shipper {
         }
         let key = layout::segment_key(&location, segment.first, segment.last);
         let path = segment.path.clone();
-        let (bytes, footer, blake3) = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|e| S3Error::io(&path, e))?;
             let footer =
                 decode_footer_from_file_bytes(&bytes).map_err(|kind| S3Error::Tampered {
@@ -344,9 +364,14 @@ impl Shipper {
                 })?;
             let blake3 = blake3::hash(&bytes).to_hex().to_string();
             Ok::<_, S3Error>((bytes, footer, blake3))
-        })
-        .await
-        .map_err(|e| S3Error::io(&segment.path, std::io::Error::other(e)))??;
+        });
+        // The lease is proven while the file is read and hashed, unless the previous upload
+        // proved it already (alongside its PUT): either way the check costs no time.
+        let proven = std::mem::take(&mut self.lease_proven);
+        let (read, held) = tokio::join!(read, self.prove_lease(proven));
+        held?;
+        let (bytes, footer, blake3) =
+            read.map_err(|e| S3Error::io(&segment.path, std::io::Error::other(e)))??;
         if footer.prev_hash != self.shipped.chain {
             return Err(S3Error::Diverged {
                 location,
@@ -379,8 +404,13 @@ impl Shipper {
                 (meta::CHAIN_END.to_string(), layout::hex(&footer.last_hash)),
                 (meta::WRITER.to_string(), self.writer_id().to_string()),
             ]);
-            self.lease.check().await?;
-            match self.objects.put_if_absent(&key, bytes, metadata).await? {
+            // The next write's proof of the lease runs alongside this PUT (it still completes
+            // before that write starts).
+            let (put, next) = tokio::join!(
+                self.objects.put_if_absent(&key, bytes, metadata),
+                self.lease.check()
+            );
+            match put? {
                 Conditional::Written(_) => {
                     crate::journal::quietly(|| tracing::info!("segment shipped"));
                 }
@@ -404,10 +434,22 @@ impl Shipper {
             self.last_key = Some(key.clone());
             self.head_stale = true;
             self.status.shipped(shipped.next_offset);
+            next?;
+            self.lease_proven = true;
             Ok(size)
         }
         .instrument(span)
         .await
+    }
+
+    /// Proves the lease before an object write, unless `proven` (a check ran since the last
+    /// write, in this round).
+    async fn prove_lease(&self, proven: bool) -> Result<(), S3Error> {
+        if proven {
+            Ok(())
+        } else {
+            self.lease.check().await
+        }
     }
 
     /// An object already at `key`: accepted if it is this segment (same BLAKE3).
@@ -443,7 +485,8 @@ impl Shipper {
         };
         let key = layout::head_key(self.location());
         let body = serde_json::to_vec_pretty(&head).unwrap_or_default();
-        self.lease.check().await?;
+        let proven = std::mem::take(&mut self.lease_proven);
+        self.prove_lease(proven).await?;
         let written = match &self.head {
             HeadState::Known(etag) => {
                 self.objects
