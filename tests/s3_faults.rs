@@ -581,3 +581,89 @@ fn an_idle_round_costs_two_requests() {
     );
     drop(sdk);
 }
+
+/// A stop while a large artifact goes up in parts (a slow uplink): the upload is abandoned
+/// within the grace period, its multipart upload aborted (no parts left behind), and nothing
+/// recorded (it is still pending, for the next shipper).
+#[test]
+fn a_stop_abandons_a_multipart_upload_cleanly() {
+    use logbook::artifacts::{ArtifactStore, NewArtifact};
+    use logbook::s3::stop::Stop;
+    use logbook::s3::{ArtifactQueue, ArtifactUploader, S3Location, UploadConfig};
+
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.endpoint().trim_start_matches("http://"));
+    let rt = runtime();
+    let sdk = create_bucket(&rt, &moto.endpoint());
+    let via_proxy = rt.block_on(support::s3::sdk(&proxy.endpoint()));
+    let a = tempfile::tempdir().unwrap();
+    let recorder =
+        std::sync::Arc::new(logbook::recorder::Recorder::open(a.path(), small_segments()).unwrap());
+    let store = ArtifactStore::new(recorder.clone(), a.path().join("artifacts"));
+    let t = logbook::tracker::ProgressTracker::new(recorder.clone(), "u-1");
+    t.start_upgrade("p", "c", "Planning", None).unwrap();
+    store.create_session("s-1", "u-1", "c").unwrap();
+    store
+        .create_collection("s-1", "dumps", "Dumps", None)
+        .unwrap();
+    let file = a.path().join("heap.dump");
+    std::fs::write(&file, vec![7u8; 24 << 20]).unwrap();
+    store
+        .add_artifact(&NewArtifact {
+            session_id: "s-1".into(),
+            collection_id: "dumps".into(),
+            artifact_id: "big".into(),
+            source: file,
+            file_name: None,
+            artifact_type: logbook::event::ArtifactType::Diagnostic,
+            tags: vec![],
+            task_id: None,
+            description: None,
+            expires_at: None,
+        })
+        .unwrap();
+    let location: S3Location = format!("s3://{BUCKET}/parts").parse().unwrap();
+    let uploader = ArtifactUploader::new(
+        s3(&via_proxy),
+        location,
+        recorder.clone(),
+        a.path().join("artifacts"),
+        UploadConfig {
+            multipart_threshold: 8 << 20,
+            part_size: 5 << 20,
+            attempts: 1,
+        },
+    );
+    proxy.throttle(4 << 20);
+    let (signal, stop) = Stop::channel();
+    let mut queue = ArtifactQueue::new(uploader, None);
+    let pass = rt.spawn(async move { queue.pass(&stop).await });
+    let uploads = || {
+        rt.block_on(s3(&sdk).list_multipart_uploads().bucket(BUCKET).send())
+            .unwrap()
+            .uploads()
+            .len()
+    };
+    wait_until(
+        "a multipart upload in flight",
+        Duration::from_secs(10),
+        || uploads() == 1,
+    );
+    signal.set();
+    let stopped = std::time::Instant::now();
+    let pass = rt.block_on(pass).unwrap().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!((pass.uploaded, pass.failed.len()), (0, 0), "{pass:?}");
+    wait_until(
+        "the multipart upload aborted",
+        Duration::from_secs(5),
+        || uploads() == 0,
+    );
+    let artifact = recorder.live().unwrap().artifact("big").unwrap().unwrap();
+    assert_eq!(artifact.status, logbook::event::ArtifactStatus::Created);
+    drop((store, t));
+}

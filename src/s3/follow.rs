@@ -36,12 +36,13 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// A follower of `objects`' prefix into `data_dir`, continuing `importer`; `followable`
-    /// is false after a point-in-time restore.
+    /// A follower of `objects`' prefix into `data_dir`, continuing `importer` (whose segments
+    /// came from `writers`); `followable` is false after a point-in-time restore.
     pub(super) fn new(
         objects: Objects,
         data_dir: &Path,
         importer: Importer,
+        writers: Writers,
         concurrency: usize,
         followable: bool,
     ) -> Follower {
@@ -51,7 +52,7 @@ impl Follower {
             importer: Some(importer),
             concurrency,
             followable,
-            writers: Writers::default(),
+            writers,
         }
     }
 
@@ -77,6 +78,7 @@ impl Follower {
             Objects::new(client.clone(), location.clone()),
             data_dir,
             importer,
+            Writers::default(),
             concurrency,
             true,
         ))

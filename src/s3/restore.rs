@@ -287,12 +287,13 @@ pub async fn restore(
     let (importer, restored) =
         restore_into(&objects, data_dir, options, on_listed, progress, importer).await?;
     match restored {
-        Ok(report) => Ok((
+        Ok((report, writers)) => Ok((
             report,
             Follower::new(
                 objects,
                 data_dir,
                 importer,
+                writers,
                 options.concurrency,
                 options.until == Until::End,
             ),
@@ -322,7 +323,7 @@ async fn restore_into(
     on_listed: &mut (dyn FnMut(u64) + Send),
     progress: &mut (dyn FnMut(u64) + Send),
     importer: Importer,
-) -> Result<(Importer, Result<RestoreReport, S3Error>), S3Error> {
+) -> Result<(Importer, Result<(RestoreReport, Writers), S3Error>), S3Error> {
     let location = objects.location();
     let mut listed = match segments::list(objects, None).await {
         Ok(listed) => listed,
@@ -408,7 +409,7 @@ async fn restore_into(
         Ok(report)
     }
     .await;
-    Ok((importer, finished))
+    Ok((importer, finished.map(|report| (report, writers))))
 }
 
 /// Downloads an artifact to `<data>/artifacts/...`, streaming, and checks its SHA-256.

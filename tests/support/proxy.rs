@@ -7,6 +7,9 @@
 //! - [`Fault::Stall`]: accepts connections, reads what they send and never answers (a stalled
 //!   S3, a black-holed network path).
 //!
+//! - [`Proxy::throttle`]: forwards what clients send at a limited rate (a slow uplink: uploads
+//!   take long enough to be caught in flight).
+//!
 //! Setting a fault closes the open connections, so the client's next request (on a new
 //! connection) meets it. Threads only; stopped on drop (the listener is woken by a last
 //! connection).
@@ -51,6 +54,8 @@ pub struct Proxy {
     open: Arc<Mutex<Vec<TcpStream>>>,
     /// Connections that met a fault (500s answered, stalls held).
     pub faulted: Arc<AtomicU64>,
+    /// Bytes per second forwarded from clients on new connections (0: no limit).
+    rate: Arc<AtomicU64>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -63,10 +68,16 @@ impl Proxy {
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
         let faulted = Arc::new(AtomicU64::new(0));
+        let rate = Arc::new(AtomicU64::new(0));
         let upstream = upstream.to_string();
         let accept = {
-            let (fault, stop, open, faulted) =
-                (fault.clone(), stop.clone(), open.clone(), faulted.clone());
+            let (fault, stop, open, faulted, rate) = (
+                fault.clone(),
+                stop.clone(),
+                open.clone(),
+                faulted.clone(),
+                rate.clone(),
+            );
             std::thread::spawn(move || {
                 for client in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -100,8 +111,13 @@ impl Proxy {
                         open.push(client.try_clone().unwrap());
                         open.push(server.try_clone().unwrap());
                     }
-                    pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                    pipe(server, client);
+                    let limit = rate.load(Ordering::SeqCst);
+                    pipe(
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        limit,
+                    );
+                    pipe(server, client, 0);
                 }
             })
         };
@@ -111,6 +127,7 @@ impl Proxy {
             stop,
             open,
             faulted,
+            rate,
             accept: Some(accept),
         }
     }
@@ -128,6 +145,15 @@ impl Proxy {
     /// Forwards connections again.
     pub fn restore(&self) {
         self.set(Fault::None);
+    }
+
+    /// Forwards at most `bytes_per_s` from clients on new connections (0: no limit), after
+    /// closing the open ones.
+    pub fn throttle(&self, bytes_per_s: u64) {
+        self.rate.store(bytes_per_s, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Meets new connections with `fault`, after closing the open ones.
@@ -188,15 +214,20 @@ fn swallow(mut client: TcpStream) {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` (at most `rate` bytes per second unless 0) until either closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream, rate: u64) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 64 << 10];
+        let chunk = if rate == 0 { buf.len() } else { 16 << 10 };
         loop {
-            match from.read(&mut buf) {
+            match from.read(&mut buf[..chunk]) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     if to.write_all(&buf[..n]).is_err() {
                         break;
+                    }
+                    if rate > 0 {
+                        std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
                     }
                 }
             }
