@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
-use support::moto::Moto;
-use support::proxy::{Fault, Proxy};
+use support::proxy::Fault;
 use support::s3::*;
 
 /// `head.json` of `prefix`, if any.
@@ -54,23 +53,21 @@ fn progress(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// `serve --s3 URL` on `data` with fast sealing and rounds.
-fn serve_shipping(data: &Path, endpoint: &str, url: &str) -> Served {
-    spawn_serve(
-        data,
-        endpoint,
-        &[
-            "--segment-age",
-            "0.3",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--s3",
-            url,
-            "--ship-interval",
-            "0.3s",
-        ],
-    )
+/// A journal of `events` progress events, and `serve --s3 s3://BUCKET/{prefix}` shipping it
+/// (everything shipped on return): the URL, the data dir and the server.
+fn shipping(
+    rt: &tokio::runtime::Runtime,
+    sdk: &aws_config::SdkConfig,
+    endpoint: &str,
+    prefix: &str,
+    events: usize,
+) -> (String, tempfile::TempDir, Served) {
+    let url = format!("s3://{BUCKET}/{prefix}");
+    let a = tempfile::tempdir().unwrap();
+    append(a.path(), 0, events);
+    let serve = serve_shipping(a.path(), endpoint, &url, "0.3s");
+    wait_shipped(rt, sdk, prefix, &serve.base, Duration::from_secs(20));
+    (url, a, serve)
 }
 
 /// Waits until `head.json` of `prefix` names the server's `next_offset` now (everything it
@@ -107,44 +104,37 @@ fn assert_restores_equal(endpoint: &str, url: &str, source: &Path) {
 /// local sealed segments, takes the lease again, and says so.
 #[test]
 fn a_wiped_prefix_is_shipped_again_whole() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
-    let url = format!("s3://{BUCKET}/wiped");
-    let a = tempfile::tempdir().unwrap();
-    append(a.path(), 0, 300);
-    let mut serve = serve_shipping(a.path(), &endpoint, &url);
-    wait_shipped(&rt, &sdk, "wiped", &serve.base, Duration::from_secs(20));
-    let shipped = segment_keys(&rt, &sdk, "wiped");
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
+    let (url, a, mut serve) = shipping(rt, sdk, endpoint, "wiped", 300);
+    let shipped = segment_keys(rt, sdk, "wiped");
     assert!(shipped.len() > 2, "{shipped:?}");
 
     // 1. Every object deleted; nothing new recorded: the idle shipper notices by itself.
-    wipe(&rt, &sdk, "wiped");
+    wipe(rt, sdk, "wiped");
     wait_until(
         "the wiped prefix shipped again",
         Duration::from_secs(20),
         || {
-            segment_keys(&rt, &sdk, "wiped") == shipped
-                && get(&rt, &sdk, "wiped/writer.json").is_some()
-                && head(&rt, &sdk, "wiped").is_some()
+            segment_keys(rt, sdk, "wiped") == shipped
+                && get(rt, sdk, "wiped/writer.json").is_some()
+                && head(rt, sdk, "wiped").is_some()
         },
     );
-    assert_restores_equal(&endpoint, &url, a.path());
+    assert_restores_equal(endpoint, &url, a.path());
 
     // 2. S3 comes back empty (bucket deleted and recreated), while events keep coming.
-    reset_moto(&endpoint);
+    reset_moto(endpoint);
     post(&serve.base, &progress(50));
-    rt.block_on(s3(&sdk).create_bucket().bucket(BUCKET).send())
+    rt.block_on(s3(sdk).create_bucket().bucket(BUCKET).send())
         .unwrap();
     post(&serve.base, &progress(50));
-    wait_shipped(&rt, &sdk, "wiped", &serve.base, Duration::from_secs(30));
-    assert!(get(&rt, &sdk, "wiped/writer.json").is_some());
-    assert_restores_equal(&endpoint, &url, a.path());
+    wait_shipped(rt, sdk, "wiped", &serve.base, Duration::from_secs(30));
+    assert!(get(rt, sdk, "wiped/writer.json").is_some());
+    assert_restores_equal(endpoint, &url, a.path());
     let shipping = &health(&serve.base)["shipping"];
     assert_eq!(shipping["state"], "ok", "{shipping}");
-    let (_, status) = serve.terminate(Duration::from_secs(10));
-    assert!(status.success());
+    serve.stop();
     let log = serve.log();
     assert!(
         log.contains("shipping the missing segments again"),
@@ -158,21 +148,14 @@ fn a_wiped_prefix_is_shipped_again_whole() {
 /// its lease back on its next round and keeps shipping.
 #[test]
 fn a_deleted_lease_is_taken_back_and_a_second_writer_refused() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
-    let url = format!("s3://{BUCKET}/lease");
-    let a = tempfile::tempdir().unwrap();
-    append(a.path(), 0, 200);
-    let mut serve = serve_shipping(a.path(), &endpoint, &url);
-    wait_shipped(&rt, &sdk, "lease", &serve.base, Duration::from_secs(20));
-    let lease: Value =
-        serde_json::from_slice(&get(&rt, &sdk, "lease/writer.json").unwrap()).unwrap();
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
+    let (url, a, mut serve) = shipping(rt, sdk, endpoint, "lease", 200);
+    let lease: Value = serde_json::from_slice(&get(rt, sdk, "lease/writer.json").unwrap()).unwrap();
     let writer_a = lease["writer_id"].as_str().unwrap().to_string();
 
     rt.block_on(
-        s3(&sdk)
+        s3(sdk)
             .delete_object()
             .bucket(BUCKET)
             .key("lease/writer.json")
@@ -181,30 +164,29 @@ fn a_deleted_lease_is_taken_back_and_a_second_writer_refused() {
     .unwrap();
     let b = tempfile::tempdir().unwrap();
     append(b.path(), 0, 100);
-    let before = segment_keys(&rt, &sdk, "lease");
-    let out = logbook(b.path(), &endpoint, &["ship", "--s3", &url, "--once"]);
+    let before = segment_keys(rt, sdk, "lease");
+    let out = logbook(b.path(), endpoint, &["ship", "--s3", &url, "--once"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "B must be refused: {stderr}");
     assert!(stderr.contains("belongs to another journal"), "{stderr}");
     assert!(stderr.contains(&writer_a), "names writer A: {stderr}");
     let writer_b = std::fs::read_to_string(b.path().join("writer-id")).unwrap();
-    for key in segment_keys(&rt, &sdk, "lease") {
+    for key in segment_keys(rt, sdk, "lease") {
         assert!(before.contains(&key), "B wrote {key}");
     }
-    if let Some(lease) = get(&rt, &sdk, "lease/writer.json") {
+    if let Some(lease) = get(rt, sdk, "lease/writer.json") {
         assert!(!String::from_utf8_lossy(&lease).contains(writer_b.trim()));
     }
 
     // A takes its lease back and keeps shipping.
     wait_until("A's lease back", Duration::from_secs(10), || {
-        get(&rt, &sdk, "lease/writer.json")
+        get(rt, sdk, "lease/writer.json")
             .is_some_and(|l| String::from_utf8_lossy(&l).contains(&writer_a))
     });
     post(&serve.base, &progress(100));
-    wait_shipped(&rt, &sdk, "lease", &serve.base, Duration::from_secs(20));
-    assert_restores_equal(&endpoint, &url, a.path());
-    let (_, status) = serve.terminate(Duration::from_secs(10));
-    assert!(status.success());
+    wait_shipped(rt, sdk, "lease", &serve.base, Duration::from_secs(20));
+    assert_restores_equal(endpoint, &url, a.path());
+    serve.stop();
 }
 
 /// Finding 7: writer A's lease taken by another writer (B) while A runs. Before: A never
@@ -212,22 +194,16 @@ fn a_deleted_lease_is_taken_back_and_a_second_writer_refused() {
 /// error naming B, in its log and in `/v1/health`, and writes no other object.
 #[test]
 fn a_writer_that_lost_its_lease_stops_and_writes_nothing_more() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
-    let url = format!("s3://{BUCKET}/taken");
-    let a = tempfile::tempdir().unwrap();
-    append(a.path(), 0, 200);
-    let mut serve = serve_shipping(a.path(), &endpoint, &url);
-    wait_shipped(&rt, &sdk, "taken", &serve.base, Duration::from_secs(20));
-    let shipped_end = head(&rt, &sdk, "taken").unwrap()["next_offset"].clone();
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
+    let (_url, _a, mut serve) = shipping(rt, sdk, endpoint, "taken", 200);
+    let shipped_end = head(rt, sdk, "taken").unwrap()["next_offset"].clone();
 
     let writer_b = "b".repeat(32);
     let lease_b = serde_json::json!({"writer_id": writer_b, "host": "elsewhere",
         "data_dir": "/srv/b", "acquired": "2026-01-01T00:00:00Z"});
     rt.block_on(
-        s3(&sdk)
+        s3(sdk)
             .put_object()
             .bucket(BUCKET)
             .key("taken/writer.json")
@@ -235,7 +211,7 @@ fn a_writer_that_lost_its_lease_stops_and_writes_nothing_more() {
             .send(),
     )
     .unwrap();
-    let before = keys(&rt, &sdk, "taken");
+    let before = keys(rt, sdk, "taken");
     post(&serve.base, &progress(300));
     wait_until("A stops shipping", Duration::from_secs(10), || {
         health(&serve.base)["shipping"]["state"] == "stopped"
@@ -247,41 +223,35 @@ fn a_writer_that_lost_its_lease_stops_and_writes_nothing_more() {
     post(&serve.base, &progress(300));
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        keys(&rt, &sdk, "taken"),
+        keys(rt, sdk, "taken"),
         before,
         "A wrote after losing the lease"
     );
-    assert_eq!(
-        head(&rt, &sdk, "taken").unwrap()["next_offset"],
-        shipped_end
-    );
+    assert_eq!(head(rt, sdk, "taken").unwrap()["next_offset"], shipped_end);
     assert!(serve.log().contains(&writer_b), "logged");
-    let (_, status) = serve.terminate(Duration::from_secs(10));
-    assert!(status.success());
+    serve.stop();
 }
 
 /// Restore refuses a prefix whose segment objects carry two writer ids, naming both, and leaves
 /// nothing behind.
 #[test]
 fn restore_refuses_a_prefix_holding_two_writers_segments() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     let url = format!("s3://{BUCKET}/mixed");
     let a = tempfile::tempdir().unwrap();
-    append_and_ship(a.path(), &endpoint, &url, 0, 300);
+    append_and_ship(a.path(), endpoint, &url, 0, 300);
     let writer_a = std::fs::read_to_string(a.path().join("writer-id")).unwrap();
-    let keys = segment_keys(&rt, &sdk, "mixed");
+    let keys = segment_keys(rt, sdk, "mixed");
     let victim = keys.last().unwrap();
     let object = rt
-        .block_on(s3(&sdk).get_object().bucket(BUCKET).key(victim).send())
+        .block_on(s3(sdk).get_object().bucket(BUCKET).key(victim).send())
         .unwrap();
     let mut metadata = object.metadata().cloned().unwrap();
     let bytes = rt.block_on(object.body.collect()).unwrap().into_bytes();
     metadata.insert("writer-id".into(), "c".repeat(32));
     rt.block_on(
-        s3(&sdk)
+        s3(sdk)
             .put_object()
             .bucket(BUCKET)
             .key(victim)
@@ -291,7 +261,7 @@ fn restore_refuses_a_prefix_holding_two_writers_segments() {
     )
     .unwrap();
     let b = tempfile::tempdir().unwrap();
-    let out = logbook(b.path(), &endpoint, &["restore", "--from", &url]);
+    let out = logbook(b.path(), endpoint, &["restore", "--from", &url]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(writer_a.trim()), "{stderr}");
@@ -345,13 +315,11 @@ fn upload_failures(data: &Path, endpoint: &str) -> Vec<Value> {
 /// `ship --once` exits 0 with the problems as warnings (`--strict`: 1).
 #[test]
 fn metadata_only_artifacts_delay_neither_shipping_nor_shutdown() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     let url = format!("s3://{BUCKET}/meta");
     let a = tempfile::tempdir().unwrap();
-    let mut record = logbook_command(a.path(), &endpoint, &["record"])
+    let mut record = logbook_command(a.path(), endpoint, &["record"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -363,14 +331,14 @@ fn metadata_only_artifacts_delay_neither_shipping_nor_shutdown() {
     ok(record.wait_with_output().unwrap());
 
     for round in 0..2 {
-        let mut serve = serve_shipping(a.path(), &endpoint, &url);
+        let mut serve = serve_shipping(a.path(), endpoint, &url, "0.3s");
         post(&serve.base, &progress(5));
-        let took = wait_shipped(&rt, &sdk, "meta", &serve.base, Duration::from_secs(10));
+        let took = wait_shipped(rt, sdk, "meta", &serve.base, Duration::from_secs(10));
         println!("round {round}: shipped everything in {took:?}");
         let (took, status) = serve.terminate(Duration::from_secs(30));
         assert!(status.success());
         assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
-        let failures = upload_failures(a.path(), &endpoint);
+        let failures = upload_failures(a.path(), endpoint);
         assert_eq!(
             failures.len(),
             100,
@@ -386,7 +354,7 @@ fn metadata_only_artifacts_delay_neither_shipping_nor_shutdown() {
         );
     }
 
-    let out = logbook(a.path(), &endpoint, &["ship", "--s3", &url, "--once"]);
+    let out = logbook(a.path(), endpoint, &["ship", "--s3", &url, "--once"]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -395,12 +363,12 @@ fn metadata_only_artifacts_delay_neither_shipping_nor_shutdown() {
     assert!(stderr.contains("warning: 100 artifact(s)"), "{stderr}");
     let strict = logbook(
         a.path(),
-        &endpoint,
+        endpoint,
         &["ship", "--s3", &url, "--once", "--strict"],
     );
     assert_eq!(strict.status.code(), Some(1));
-    assert_eq!(upload_failures(a.path(), &endpoint).len(), 100);
-    assert_restores_equal(&endpoint, &url, a.path());
+    assert_eq!(upload_failures(a.path(), endpoint).len(), 100);
+    assert_restores_equal(endpoint, &url, a.path());
 }
 
 /// 5xx and a stalled S3 through the fault proxy: shipping waits (health says why), SIGTERM ends
@@ -408,15 +376,14 @@ fn metadata_only_artifacts_delay_neither_shipping_nor_shutdown() {
 /// serves anyway, and once S3 answers again the prefix catches up and restores equal.
 #[test]
 fn errors_and_stalls_delay_shipping_and_never_block_shutdown() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(moto.endpoint().trim_start_matches("http://"));
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &moto.endpoint());
+    let env = S3Env::start();
+    let proxy = env.proxy();
+    let (rt, sdk) = (&env.rt, &env.sdk);
     let url = format!("s3://{BUCKET}/faults");
     let a = tempfile::tempdir().unwrap();
     append(a.path(), 0, 100);
-    let mut serve = serve_shipping(a.path(), &proxy.endpoint(), &url);
-    wait_shipped(&rt, &sdk, "faults", &serve.base, Duration::from_secs(20));
+    let mut serve = serve_shipping(a.path(), &proxy.endpoint(), &url, "0.3s");
+    wait_shipped(rt, sdk, "faults", &serve.base, Duration::from_secs(20));
 
     proxy.set(Fault::Error500);
     post(&serve.base, &progress(100));
@@ -441,14 +408,13 @@ fn errors_and_stalls_delay_shipping_and_never_block_shutdown() {
     // Started while S3 refuses connections: it serves anyway, says why it does not ship, and
     // ships once S3 is back.
     proxy.cut();
-    let mut serve = serve_shipping(a.path(), &proxy.endpoint(), &url);
+    let mut serve = serve_shipping(a.path(), &proxy.endpoint(), &url, "0.3s");
     assert_eq!(health(&serve.base)["shipping"]["state"], "retrying");
     proxy.restore();
-    wait_shipped(&rt, &sdk, "faults", &serve.base, Duration::from_secs(30));
+    wait_shipped(rt, sdk, "faults", &serve.base, Duration::from_secs(30));
     assert_eq!(health(&serve.base)["shipping"]["state"], "ok");
-    let (_, status) = serve.terminate(Duration::from_secs(10));
-    assert!(status.success());
-    assert_restores_equal(&moto.endpoint(), &url, a.path());
+    serve.stop();
+    assert_restores_equal(&env.endpoint, &url, a.path());
 }
 
 /// The S3 client has a connect and a per-attempt timeout, so a stalled S3 cannot hold a request
@@ -475,38 +441,28 @@ fn the_s3_client_has_timeouts() {
 /// writes nothing; with the prefix wiped too, the shipper's own checkpoint still refuses.
 #[test]
 fn a_journal_cut_below_the_shipped_end_is_refused() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     let url = format!("s3://{BUCKET}/cut");
     let a = tempfile::tempdir().unwrap();
-    append_and_ship(a.path(), &endpoint, &url, 0, 400);
-    let shipped = head(&rt, &sdk, "cut").unwrap()["next_offset"]
+    append_and_ship(a.path(), endpoint, &url, 0, 400);
+    let shipped = head(rt, sdk, "cut").unwrap()["next_offset"]
         .as_u64()
         .unwrap();
-    let mut sealed: Vec<_> = std::fs::read_dir(a.path().join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".seg.zst"))
-        .collect();
-    sealed.sort();
+    let sealed = sealed_segments(a.path());
     let victim = &sealed[sealed.len() / 2];
-    let mut bytes = std::fs::read(victim).unwrap();
-    let i = bytes.len() / 3;
-    bytes[i] ^= 0x40;
-    std::fs::write(victim, &bytes).unwrap();
+    flip_a_byte(victim);
     let cut: Value = serde_json::from_str(&ok(logbook(
         a.path(),
-        &endpoint,
+        endpoint,
         &["--json", "repair", "--cut"],
     )))
     .unwrap();
     let local_next = cut["next_offset"].as_u64().unwrap();
     assert!(local_next < shipped, "{cut}");
 
-    let before = keys(&rt, &sdk, "cut");
-    let out = logbook(a.path(), &endpoint, &["ship", "--s3", &url, "--once"]);
+    let before = keys(rt, sdk, "cut");
+    let out = logbook(a.path(), endpoint, &["ship", "--s3", &url, "--once"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("refusing to ship"), "{stderr}");
@@ -514,10 +470,10 @@ fn a_journal_cut_below_the_shipped_end_is_refused() {
         stderr.contains(&format!("{local_next}..={}", shipped - 1)),
         "names the offsets S3 has and the journal lost: {stderr}"
     );
-    assert_eq!(keys(&rt, &sdk, "cut"), before, "nothing written");
+    assert_eq!(keys(rt, sdk, "cut"), before, "nothing written");
 
-    wipe(&rt, &sdk, "cut");
-    let out = logbook(a.path(), &endpoint, &["ship", "--s3", &url, "--once"]);
+    wipe(rt, sdk, "cut");
+    let out = logbook(a.path(), endpoint, &["ship", "--s3", &url, "--once"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("its checkpoint"), "{stderr}");
@@ -526,7 +482,7 @@ fn a_journal_cut_below_the_shipped_end_is_refused() {
         "{stderr}"
     );
     assert!(
-        keys(&rt, &sdk, "cut").is_empty(),
+        keys(rt, sdk, "cut").is_empty(),
         "nothing written, not even the lease"
     );
 }
@@ -535,16 +491,14 @@ fn a_journal_cut_below_the_shipped_end_is_refused() {
 /// survey (GET, LIST, HEAD) every `SURVEY_ROUNDS` rounds; no write, and no artifact request.
 #[test]
 fn an_idle_round_costs_two_requests() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let endpoint = env.endpoint.as_str();
     let url = format!("s3://{BUCKET}/idle");
     let a = tempfile::tempdir().unwrap();
     append(a.path(), 0, 50);
     let serve = spawn_serve(
         a.path(),
-        &endpoint,
+        endpoint,
         &[
             "serve",
             "--listen",
@@ -579,7 +533,6 @@ fn an_idle_round_costs_two_requests() {
         "two HEADs a round: {rounds} rounds, {} HEADs",
         delta("head")
     );
-    drop(sdk);
 }
 
 /// A stop while a large artifact goes up in parts (a slow uplink): the upload is abandoned
@@ -591,10 +544,9 @@ fn a_stop_abandons_a_multipart_upload_cleanly() {
     use logbook::s3::stop::Stop;
     use logbook::s3::{ArtifactQueue, ArtifactUploader, S3Location, UploadConfig};
 
-    let moto = Moto::start();
-    let proxy = Proxy::start(moto.endpoint().trim_start_matches("http://"));
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &moto.endpoint());
+    let env = S3Env::start();
+    let proxy = env.proxy();
+    let (rt, sdk) = (&env.rt, &env.sdk);
     let via_proxy = rt.block_on(support::s3::sdk(&proxy.endpoint()));
     let a = tempfile::tempdir().unwrap();
     let recorder =
@@ -639,7 +591,7 @@ fn a_stop_abandons_a_multipart_upload_cleanly() {
     let mut queue = ArtifactQueue::new(uploader, None);
     let pass = rt.spawn(async move { queue.pass(&stop).await });
     let uploads = || {
-        rt.block_on(s3(&sdk).list_multipart_uploads().bucket(BUCKET).send())
+        rt.block_on(s3(sdk).list_multipart_uploads().bucket(BUCKET).send())
             .unwrap()
             .uploads()
             .len()

@@ -92,14 +92,7 @@ pub fn host() -> String {
 /// Reads the prefix's lease; `None` if there is none.
 pub async fn read(objects: &Objects) -> Result<Option<(Lease, ETag)>, S3Error> {
     let key = layout::writer_key(objects.location());
-    let Some(object) = objects.get(&key).await? else {
-        return Ok(None);
-    };
-    let lease = serde_json::from_slice(&object.bytes).map_err(|e| S3Error::Conflict {
-        key: key.to_string(),
-        reason: format!("not a writer lease: {e}"),
-    })?;
-    Ok(Some((lease, object.etag)))
+    objects.get_json(&key, "writer lease").await
 }
 
 /// Where the lease stands.

@@ -226,6 +226,22 @@ fn status<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
     error.raw_response().map(|r| r.status().as_u16())
 }
 
+/// The answer of a request about one object: `None` if S3 says it does not exist (404).
+fn unless_missing<T, E>(
+    sent: Result<T, SdkError<E, HttpResponse>>,
+    operation: &'static str,
+    key: &Key,
+) -> Result<Option<T>, S3Error>
+where
+    E: std::error::Error + 'static,
+{
+    match sent {
+        Ok(out) => Ok(Some(out)),
+        Err(error) if status(&error) == Some(404) => Ok(None),
+        Err(error) => Err(failed(operation, key.as_str(), error)),
+    }
+}
+
 /// The error of a failed request, with S3's HTTP status when it answered (a HEAD's error has no
 /// body, so the status is all there is to say).
 fn failed<E>(operation: &'static str, key: &str, error: SdkError<E, HttpResponse>) -> S3Error
@@ -308,39 +324,35 @@ impl Objects {
     /// The object's ETag, size and metadata; `None` if there is none.
     pub async fn head(&self, key: &Key) -> Result<Option<ObjectHead>, S3Error> {
         count(&self.requests.head);
-        match self
+        let sent = self
             .client
             .head_object()
             .bucket(self.bucket())
             .key(key.as_str())
             .send()
-            .await
-        {
-            Ok(out) => Ok(Some(ObjectHead {
+            .await;
+        Ok(
+            unless_missing(sent, "HeadObject", key)?.map(|out| ObjectHead {
                 etag: ETag(out.e_tag().unwrap_or_default().to_string()),
                 size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
                 metadata: out.metadata().cloned().unwrap_or_default(),
-            })),
-            Err(error) if status(&error) == Some(404) => Ok(None),
-            Err(error) => Err(failed("HeadObject", key.as_str(), error)),
-        }
+            }),
+        )
     }
 
     /// The object, read into memory (for segments and small documents); `None` if there is
     /// none.
     pub async fn get(&self, key: &Key) -> Result<Option<Object>, S3Error> {
         count(&self.requests.get);
-        let out = match self
+        let sent = self
             .client
             .get_object()
             .bucket(self.bucket())
             .key(key.as_str())
             .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(error) if status(&error) == Some(404) => return Ok(None),
-            Err(error) => return Err(failed("GetObject", key.as_str(), error)),
+            .await;
+        let Some(out) = unless_missing(sent, "GetObject", key)? else {
+            return Ok(None);
         };
         let etag = ETag(out.e_tag().unwrap_or_default().to_string());
         let metadata = out.metadata().cloned().unwrap_or_default();
@@ -362,6 +374,23 @@ impl Objects {
             metadata,
             bytes,
         }))
+    }
+
+    /// A small JSON document of the layout (`head.json`, `writer.json`) and its ETag; `None` if
+    /// there is none, [`S3Error::Conflict`] if it is not a `what`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &Key,
+        what: &str,
+    ) -> Result<Option<(T, ETag)>, S3Error> {
+        let Some(object) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let document = serde_json::from_slice(&object.bytes).map_err(|e| S3Error::Conflict {
+            key: key.to_string(),
+            reason: format!("not a {what}: {e}"),
+        })?;
+        Ok(Some((document, object.etag)))
     }
 
     /// The object as a stream (artifact downloads); an error if there is none.
@@ -502,16 +531,26 @@ impl Objects {
             })
     }
 
-    /// Uploads part `number` (from 1) of a multipart upload.
-    pub async fn upload_part(
+    /// Uploads part `number` (from 1) of a multipart upload: `len` bytes of the file `path` from
+    /// `offset`, streamed from disk (never held in memory), with a CRC32 checksum. The part,
+    /// and the CRC32 S3 computed of what it received (base64, as S3 writes it), if it said.
+    pub async fn upload_part_from_file(
         &self,
         key: &Key,
         upload_id: &str,
         number: i32,
-        bytes: Vec<u8>,
-    ) -> Result<CompletedPart, S3Error> {
+        path: &std::path::Path,
+        offset: u64,
+        len: u64,
+    ) -> Result<(CompletedPart, Option<String>), S3Error> {
         count(&self.requests.put);
-        let size = bytes.len() as u64;
+        let body = ByteStream::read_from()
+            .path(path)
+            .offset(offset)
+            .length(aws_sdk_s3::primitives::Length::Exact(len))
+            .build()
+            .await
+            .map_err(|e| S3Error::io(path, std::io::Error::other(e)))?;
         let out = self
             .client
             .upload_part()
@@ -519,16 +558,18 @@ impl Objects {
             .key(key.as_str())
             .upload_id(upload_id)
             .part_number(number)
-            .body(ByteStream::from(bytes))
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+            .body(body)
             .customize()
-            .config_override(self.body_timeouts(size))
+            .config_override(self.body_timeouts(len))
             .send()
             .await
             .map_err(|e| failed("UploadPart", key.as_str(), e))?;
-        Ok(CompletedPart::builder()
+        let part = CompletedPart::builder()
             .part_number(number)
             .set_e_tag(out.e_tag().map(str::to_string))
-            .build())
+            .build();
+        Ok((part, out.checksum_crc32().map(str::to_string)))
     }
 
     /// Completes a multipart upload; the object's ETag.

@@ -31,14 +31,7 @@ pub struct Survey {
 /// Reads `head.json` of `objects`' prefix and its ETag; `None` if there is none yet.
 pub async fn read_head(objects: &Objects) -> Result<Option<(Head, ETag)>, S3Error> {
     let key = layout::head_key(objects.location());
-    let Some(object) = objects.get(&key).await? else {
-        return Ok(None);
-    };
-    let head = serde_json::from_slice(&object.bytes).map_err(|e| S3Error::Conflict {
-        key: key.to_string(),
-        reason: format!("not a head document: {e}"),
-    })?;
-    Ok(Some((head, object.etag)))
+    objects.get_json(&key, "head document").await
 }
 
 /// Surveys the prefix of `objects` (see the module docs).

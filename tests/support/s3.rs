@@ -41,6 +41,62 @@ pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     logbook::s3::client(sdk)
 }
 
+/// A moto_server of its own with [`BUCKET`] created: what most S3 tests start with. The
+/// server stops when this is dropped.
+pub struct S3Env {
+    /// The server.
+    pub moto: super::moto::Moto,
+    /// Its endpoint URL.
+    pub endpoint: String,
+    /// A runtime for the test's own SDK calls.
+    pub rt: tokio::runtime::Runtime,
+    /// The SDK configuration pointing at it.
+    pub sdk: SdkConfig,
+}
+
+impl S3Env {
+    /// Starts moto and creates [`BUCKET`].
+    pub fn start() -> S3Env {
+        let moto = super::moto::Moto::start();
+        let endpoint = moto.endpoint();
+        let rt = runtime();
+        let sdk = create_bucket(&rt, &endpoint);
+        S3Env {
+            moto,
+            endpoint,
+            rt,
+            sdk,
+        }
+    }
+}
+
+impl S3Env {
+    /// A fault proxy in front of the server (`tests/support/proxy.rs`).
+    pub fn proxy(&self) -> super::proxy::Proxy {
+        super::proxy::Proxy::start(self.endpoint.trim_start_matches("http://"))
+    }
+}
+
+/// The sealed segment files of `data`'s journal, in offset order.
+pub fn sealed_segments(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut sealed: Vec<_> = std::fs::read_dir(data.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".seg.zst"))
+        .collect();
+    sealed.sort();
+    sealed
+}
+
+/// Flips one byte a third into `segment`; its damaged bytes.
+pub fn flip_a_byte(segment: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(segment).unwrap();
+    let i = bytes.len() / 3;
+    bytes[i] ^= 0x40;
+    std::fs::write(segment, &bytes).unwrap();
+    bytes
+}
+
 /// Creates [`BUCKET`] at `endpoint`; the SDK configuration.
 pub fn create_bucket(rt: &tokio::runtime::Runtime, endpoint: &str) -> SdkConfig {
     let sdk = rt.block_on(sdk(endpoint));
@@ -139,6 +195,14 @@ impl Served {
     }
 }
 
+impl Served {
+    /// SIGTERM, and asserts it exits 0 within 10 s.
+    pub fn stop(&mut self) {
+        let (_, status) = self.terminate(Duration::from_secs(10));
+        assert!(status.success(), "{status}; log: {}", self.log());
+    }
+}
+
 /// Starts `logbook serve` with `args` (which include `--listen 127.0.0.1:0`), reading its base
 /// URL from the line it prints first; its stderr is collected in [`Served::log`].
 pub fn spawn_serve(data: &Path, endpoint: &str, args: &[&str]) -> Served {
@@ -169,6 +233,25 @@ pub fn spawn_serve(data: &Path, endpoint: &str, args: &[&str]) -> Served {
         .unwrap_or_else(|| panic!("serve did not start: {line:?}: {}", served.log()))
         .to_string();
     served
+}
+
+/// `serve --s3 URL --ship-interval INTERVAL` on `data`, sealing segments after 0.3 s.
+pub fn serve_shipping(data: &Path, endpoint: &str, url: &str, interval: &str) -> Served {
+    spawn_serve(
+        data,
+        endpoint,
+        &[
+            "--segment-age",
+            "0.3",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3",
+            url,
+            "--ship-interval",
+            interval,
+        ],
+    )
 }
 
 /// Journal settings with small segments (many objects from few events).
