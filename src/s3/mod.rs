@@ -5,12 +5,13 @@
 //! |---|---|
 //! | `mod.rs` | [`S3Location`] (`s3://bucket/prefix`), [`client`], [`S3Error`] |
 //! | [`layout`] | the only place keys are built and parsed; `head.json`, metadata names |
-//! | [`objects`] | [`Objects`]: the one object client (list, get, head, conditional puts, multipart, delete), timeouts, request counts |
+//! | [`objects`] | [`Objects`]: the one object client (list, get, head, conditional puts, multipart, delete), request counts |
+//! | [`timeouts`] | [`Timeouts`]: connect, per attempt, and per byte of body |
 //! | [`lease`] | fencing: one writer per prefix (`writer.json`), proven before every object write |
 //! | [`prefix`] | what a prefix holds (head, contiguous segments, their writer) against the local journal |
-//! | [`ship`] | [`Shipper`]: sealed segments → `journal/`, `head.json`; checks the prefix each round |
+//! | [`ship`] | [`Shipper`]: sealed segments → `journal/`, `head.json`; checks the prefix each round (`ship/run.rs`: once, all, or as a task) |
 //! | [`queue`] | [`ArtifactQueue`]: pending artifact uploads, beside segment shipping, never in its way |
-//! | [`upload`] | artifact files → `artifacts/...`: single or multipart, verified, journaled |
+//! | [`upload`] | artifact files → `artifacts/...`: single or multipart (`upload/multipart.rs`, streamed from the file), verified, journaled |
 //! | [`status`] | [`ShipStatus`]: what shipping is doing, for `/v1/health` |
 //! | [`stop`] | [`stop::Stop`]: how the shipper's tasks hear the process is stopping |
 //! | [`segments`] | listing segment objects, contiguity, download + verify of one object |
@@ -48,7 +49,7 @@
 //!   uploaded segments.
 //! - **Trust nothing downloaded.** Restore verifies every block, record and the chain across
 //!   objects, and names the object and offset of the first problem.
-//! - **Bounded waits.** Every request has a timeout ([`objects::Timeouts`]); a stop signal ends
+//! - **Bounded waits.** Every request has a timeout ([`Timeouts`]); a stop signal ends
 //!   shipping within a grace period whatever S3 does (in-flight work finished or abandoned;
 //!   multipart uploads aborted, best effort).
 //!
@@ -68,6 +69,7 @@ pub mod segments;
 pub mod ship;
 pub mod status;
 pub mod stop;
+pub mod timeouts;
 pub mod upload;
 
 use std::fmt;
@@ -78,11 +80,12 @@ use aws_sdk_s3::Client;
 
 pub use follow::Follower;
 pub use lease::Lease;
-pub use objects::{Objects, Timeouts};
+pub use objects::Objects;
 pub use queue::ArtifactQueue;
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use ship::{ShipProgress, ShipReport, Shipper};
 pub use status::ShipStatus;
+pub use timeouts::Timeouts;
 pub use upload::{ArtifactUploader, UploadConfig};
 
 /// A bucket and a key prefix: `s3://bucket/prefix` (the prefix may be empty).
