@@ -22,6 +22,7 @@ use crate::state::ArtifactView;
 const ABORT_WAIT: Duration = Duration::from_secs(1);
 
 impl ArtifactUploader {
+    /// Uploads `path` as `key` in parts (see the module docs); the object's ETag.
     pub(super) async fn put_multipart(
         &self,
         artifact: &ArtifactView,
