@@ -289,7 +289,7 @@ fn main() -> anyhow::Result<()> {
         "raw PutObject of the segment bytes",
         "raw PutObject + `If-None-Match: *` + the shipper's metadata",
         "… + a `head.json` PutObject per segment",
-        "`Shipper::ship_segment` (read, BLAKE3, conditional PUT, commit) + one head.json",
+        "`Shipper::ship_segment` (read + BLAKE3 beside the lease HEAD, conditional PUT, checkpoint) + one head.json",
     ];
     for (k, label) in labels.iter().enumerate() {
         let ratio = (k > 0).then(|| stats(&ship[k], Sample::mib_s).0 / raw_put);
@@ -381,12 +381,8 @@ fn main() -> anyhow::Result<()> {
         println!("| {name} | {:.2} | {:.3} s |", per_mib(d), d.as_secs_f64());
     }
     println!(
-        "| ship: one `ship_state` commit (SQLite WAL, synchronous=FULL), per segment | — | {:.2} ms × {segs} |",
+        "| ship: one checkpoint (`Checkpoints::put`, state.sqlite), per segment | — | {:.2} ms × {segs} |",
         local.commit.as_secs_f64() * 1e3
-    );
-    println!(
-        "| experiment: the same commit with synchronous=NORMAL (no fsync in WAL) | — | {:.2} ms × {segs} |",
-        local.commit_normal.as_secs_f64() * 1e3
     );
 
     println!(

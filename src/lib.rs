@@ -15,6 +15,7 @@
 //! | [`ingest`] | NDJSON lines → recorder, with a per-line report (record, record --to, POST /v1/events) |
 //! | [`s3`] | shipping sealed segments and artifacts to S3, restore and follow from it |
 //! | [`aws`] | the shared AWS configuration (standard chain, `AWS_ENDPOINT_URL`) |
+//! | [`backoff`] | `Backoff`: the capped, jittered exponential delay of every retry loop |
 //! | [`recorder`] | the one path into the journal: validate, check against state, append, apply |
 //! | [`live`] | the current state: the anchored projection plus an overlay of what it lacks |
 //! | [`server`] | `logbook serve`: HTTP ingest and JSON views, bearer token, loopback by default |
@@ -81,6 +82,7 @@
 
 pub mod artifacts;
 pub mod aws;
+pub mod backoff;
 pub mod envelope;
 pub mod event;
 pub mod eventbridge;

@@ -10,12 +10,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::primitives::ByteStream;
 use logbook::artifacts::{ArtifactStore, NewArtifact};
 use logbook::event::{ArtifactType, TaskType};
@@ -25,122 +23,7 @@ use logbook::recorder::Recorder;
 use logbook::s3::{S3Location, Shipper, UploadConfig};
 use logbook::tracker::ProgressTracker;
 use serde_json::Value;
-use support::moto::Moto;
-use support::proxy::Proxy;
-
-const BUCKET: &str = "logbook-test";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn sdk(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await
-}
-
-fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-    logbook::s3::client(sdk)
-}
-
-fn create_bucket(rt: &tokio::runtime::Runtime, endpoint: &str) -> SdkConfig {
-    let sdk = rt.block_on(sdk(endpoint));
-    rt.block_on(s3(&sdk).create_bucket().bucket(BUCKET).send())
-        .unwrap();
-    sdk
-}
-
-/// The `logbook` binary on `data` with `args`, in the AWS environment a user would set
-/// (stdin closed, stdout and stderr piped).
-fn logbook_command(data: &Path, endpoint: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logbook"));
-    command
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("LOGBOOK_S3")
-        .env_remove("LOGBOOK_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Starts `logbook serve` with `args` (which include `--listen 127.0.0.1:0`); the child and
-/// its base URL, read from the line it prints first.
-fn spawn_serve(data: &Path, endpoint: &str, args: &[&str]) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = logbook_command(data, endpoint, args)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
-        .to_string();
-    (child, base)
-}
-
-/// Runs the `logbook` binary (see [`logbook_command`]) to completion.
-fn logbook(data: &Path, endpoint: &str, args: &[&str]) -> Output {
-    logbook_command(data, endpoint, args).output().unwrap()
-}
-
-/// Appends `n` progress events of task `t` of upgrade `u-1` to `data` (opening the upgrade when
-/// `from` is 0, with small segments), closes the journal, then ships it to `url` with
-/// `ship --once`.
-fn append_and_ship(data: &Path, endpoint: &str, url: &str, from: usize, n: usize) {
-    let recorder = Arc::new(Recorder::open(data, small_segments()).unwrap());
-    let t = ProgressTracker::new(recorder.clone(), "u-1");
-    if from == 0 {
-        t.start_upgrade("p", "c", "Planning", None).unwrap();
-        t.add_task("t", "T", TaskType::UpgradeStep, None).unwrap();
-        t.start_task("t").unwrap();
-    }
-    for i in from..from + n {
-        t.update_task_progress("t", (i % 100) as f64, Some("following"))
-            .unwrap();
-    }
-    drop(t);
-    Arc::into_inner(recorder).unwrap().close().unwrap();
-    ok(logbook(data, endpoint, &["ship", "--s3", url, "--once"]));
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn small_segments() -> JournalConfig {
-    JournalConfig {
-        segment_bytes: 8 << 10,
-        ..JournalConfig::default()
-    }
-}
+use support::s3::*;
 
 /// A rich run: 3 upgrades (one failed) with nested tasks, progress, a session with
 /// collections and artifacts; small segments so there are many. The upgrade ids.
@@ -200,32 +83,25 @@ fn record_rich_run(data: &Path) {
     Arc::into_inner(recorder).unwrap().close().unwrap();
 }
 
+/// `head.json` of `location`, if any.
+async fn read_head(
+    client: &aws_sdk_s3::Client,
+    location: &S3Location,
+) -> Result<Option<logbook::s3::layout::Head>, logbook::s3::S3Error> {
+    let objects = logbook::s3::Objects::new(client.clone(), location.clone());
+    Ok(logbook::s3::prefix::read_head(&objects)
+        .await?
+        .map(|(head, _)| head))
+}
+
 fn digest(data: &Path) -> String {
     Projection::open(data).unwrap().digest().unwrap()
 }
 
-fn segment_keys(rt: &tokio::runtime::Runtime, sdk: &SdkConfig, prefix: &str) -> Vec<String> {
-    let out = rt
-        .block_on(
-            s3(sdk)
-                .list_objects_v2()
-                .bucket(BUCKET)
-                .prefix(format!("{prefix}/journal/"))
-                .send(),
-        )
-        .unwrap();
-    out.contents()
-        .iter()
-        .map(|o| o.key().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn ship_restore_views_equal_point_in_time_and_tampering() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     let a = tempfile::tempdir().unwrap();
     record_rich_run(a.path());
     let url = format!("s3://{BUCKET}/team/prod");
@@ -233,7 +109,7 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     // Ship everything (the active segment is sealed first), with its artifacts.
     let shipped: Value = serde_json::from_str(&ok(logbook(
         a.path(),
-        &endpoint,
+        endpoint,
         &["--json", "ship", "--s3", &url, "--once"],
     )))
     .unwrap();
@@ -242,10 +118,10 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     assert!(shipped["segments"].as_u64().unwrap() > 3, "{shipped}");
     assert_eq!(shipped["artifacts_uploaded"], 3);
     // Every object carries its metadata; keys are contiguous and sorted.
-    let keys = segment_keys(&rt, &sdk, "team/prod");
+    let keys = segment_keys(rt, sdk, "team/prod");
     assert_eq!(keys.len() as u64, shipped["segments"].as_u64().unwrap());
     let head = rt
-        .block_on(s3(&sdk).head_object().bucket(BUCKET).key(&keys[1]).send())
+        .block_on(s3(sdk).head_object().bucket(BUCKET).key(&keys[1]).send())
         .unwrap();
     let meta = head.metadata().unwrap();
     for field in [
@@ -261,7 +137,7 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     // A second --once ships nothing new and overwrites nothing.
     let again: Value = serde_json::from_str(&ok(logbook(
         a.path(),
-        &endpoint,
+        endpoint,
         &["--json", "ship", "--s3", &url, "--once"],
     )))
     .unwrap();
@@ -271,18 +147,18 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     let b = tempfile::tempdir().unwrap();
     let restored: Value = serde_json::from_str(&ok(logbook(
         b.path(),
-        &endpoint,
+        endpoint,
         &["--json", "restore", "--from", &url, "--with-artifacts"],
     )))
     .unwrap();
     assert_eq!(restored["next_offset"], end);
     assert_eq!(restored["artifacts"], 3);
-    let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
+    let events = |d: &Path| ok(logbook(d, endpoint, &["events", "--from", "0"]));
     assert_eq!(events(a.path()), events(b.path()));
     assert_eq!(digest(a.path()), digest(b.path()));
     for u in 0..3 {
         let show = |d: &Path, what: &str, id: &str| {
-            ok(logbook(d, &endpoint, &["--json", "show", what, id]))
+            ok(logbook(d, endpoint, &["--json", "show", what, id]))
         };
         let id = format!("upg-{u}");
         assert_eq!(
@@ -300,9 +176,9 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
             std::fs::read(b.path().join("artifacts").join(&name)).unwrap()
         );
     }
-    ok(logbook(b.path(), &endpoint, &["verify"]));
+    ok(logbook(b.path(), endpoint, &["verify"]));
     // A restore target that already holds a journal is refused (usage error).
-    let refused = logbook(b.path(), &endpoint, &["restore", "--from", &url]);
+    let refused = logbook(b.path(), endpoint, &["restore", "--from", &url]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds a journal"));
     assert_eq!(
@@ -316,7 +192,7 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     let c = tempfile::tempdir().unwrap();
     let pit: Value = serde_json::from_str(&ok(logbook(
         c.path(),
-        &endpoint,
+        endpoint,
         &[
             "--json",
             "restore",
@@ -332,20 +208,20 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
         let id = format!("upg-{u}");
         let as_of = logbook(
             a.path(),
-            &endpoint,
+            endpoint,
             &["--json", "show", "upgrade", &id, "--at", &n.to_string()],
         );
-        let restored = logbook(c.path(), &endpoint, &["--json", "show", "upgrade", &id]);
+        let restored = logbook(c.path(), endpoint, &["--json", "show", "upgrade", &id]);
         assert_eq!(as_of.status.code(), restored.status.code(), "upgrade {id}");
         assert_eq!(as_of.stdout, restored.stdout, "upgrade {id}");
     }
-    ok(logbook(c.path(), &endpoint, &["verify"]));
+    ok(logbook(c.path(), endpoint, &["verify"]));
     // A point-in-time restore ends in unsealed records: it cannot follow the prefix, and
     // asking changes nothing in it.
     let before = events(c.path());
     let out = logbook(
         c.path(),
-        &endpoint,
+        endpoint,
         &["serve", "--listen", "127.0.0.1:0", "--follow", &url],
     );
     assert_eq!(
@@ -361,7 +237,7 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     let victim = keys[2].clone();
     let tamper = |fix_metadata: bool| {
         let object = rt
-            .block_on(s3(&sdk).get_object().bucket(BUCKET).key(&victim).send())
+            .block_on(s3(sdk).get_object().bucket(BUCKET).key(&victim).send())
             .unwrap();
         let mut metadata = object.metadata().cloned().unwrap_or_default();
         let mut bytes = rt
@@ -375,7 +251,7 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
             metadata.insert("blake3".into(), blake3::hash(&bytes).to_hex().to_string());
         }
         rt.block_on(
-            s3(&sdk)
+            s3(sdk)
                 .put_object()
                 .bucket(BUCKET)
                 .key(&victim)
@@ -388,7 +264,7 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
     let d = tempfile::tempdir().unwrap();
     for fix_metadata in [false, true] {
         tamper(fix_metadata);
-        let out = logbook(d.path(), &endpoint, &["restore", "--from", &url]);
+        let out = logbook(d.path(), endpoint, &["restore", "--from", &url]);
         assert_eq!(out.status.code(), Some(1), "tampered restore must fail");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&victim), "names the object: {stderr}");
@@ -405,16 +281,14 @@ fn ship_restore_views_equal_point_in_time_and_tampering() {
         tamper(fix_metadata);
     }
     // A failed restore removed what it wrote: the same directory takes a good restore.
-    ok(logbook(d.path(), &endpoint, &["restore", "--from", &url]));
+    ok(logbook(d.path(), endpoint, &["restore", "--from", &url]));
     assert_eq!(events(a.path()), events(d.path()));
 }
 
 #[test]
 fn a_second_journal_is_fenced_from_the_prefix() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     let url = format!("s3://{BUCKET}/shared");
     let record = |data: &Path| {
         let recorder = Arc::new(Recorder::open(data, JournalConfig::default()).unwrap());
@@ -429,11 +303,11 @@ fn a_second_journal_is_fenced_from_the_prefix() {
     record(second.path());
     ok(logbook(
         first.path(),
-        &endpoint,
+        endpoint,
         &["ship", "--s3", &url, "--once"],
     ));
-    let keys = segment_keys(&rt, &sdk, "shared");
-    let out = logbook(second.path(), &endpoint, &["ship", "--s3", &url, "--once"]);
+    let keys = segment_keys(rt, sdk, "shared");
+    let out = logbook(second.path(), endpoint, &["ship", "--s3", &url, "--once"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("belongs to another journal"), "{stderr}");
@@ -442,24 +316,23 @@ fn a_second_journal_is_fenced_from_the_prefix() {
         "names the holder: {stderr}"
     );
     assert_eq!(
-        segment_keys(&rt, &sdk, "shared"),
+        segment_keys(rt, sdk, "shared"),
         keys,
         "nothing written by the second"
     );
     // The first writer keeps shipping (same data dir, same writer id).
     ok(logbook(
         first.path(),
-        &endpoint,
+        endpoint,
         &["ship", "--s3", &url, "--once"],
     ));
 }
 
 #[test]
 fn outage_mid_shipping_loses_and_duplicates_nothing() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(moto.endpoint().trim_start_matches("http://"));
-    let rt = runtime();
-    let direct = create_bucket(&rt, &moto.endpoint());
+    let env = S3Env::start();
+    let proxy = env.proxy();
+    let (rt, direct) = (&env.rt, &env.sdk);
     let via_proxy = rt.block_on(sdk(&proxy.endpoint()));
     let a = tempfile::tempdir().unwrap();
     let config = JournalConfig {
@@ -512,9 +385,7 @@ fn outage_mid_shipping_loses_and_duplicates_nothing() {
     assert!(target > 600, "segments sealed: {target}");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let head = rt
-            .block_on(logbook::s3::ship::read_head(&s3(&direct), &location))
-            .unwrap();
+        let head = rt.block_on(read_head(&s3(direct), &location)).unwrap();
         if head.as_ref().is_some_and(|h| h.next_offset >= target) {
             break;
         }
@@ -527,7 +398,7 @@ fn outage_mid_shipping_loses_and_duplicates_nothing() {
     stop.send(()).unwrap();
     rt.block_on(task).unwrap().unwrap();
     // S3 holds a contiguous, non-overlapping run of segments from 0 (no duplicate ranges).
-    let mut ranges: Vec<(u64, u64)> = segment_keys(&rt, &direct, "outage")
+    let mut ranges: Vec<(u64, u64)> = segment_keys(rt, direct, "outage")
         .iter()
         .map(|k| logbook::s3::layout::parse_segment_key(&location, k).unwrap())
         .collect();
@@ -542,7 +413,7 @@ fn outage_mid_shipping_loses_and_duplicates_nothing() {
     let b = tempfile::tempdir().unwrap();
     let (report, _follower) = rt
         .block_on(logbook::s3::restore(
-            &s3(&direct),
+            &s3(direct),
             &location,
             b.path(),
             &logbook::s3::RestoreOptions::default(),
@@ -586,10 +457,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 #[test]
 fn artifacts_multipart_presigned_url_and_retention() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     let data = tempfile::tempdir().unwrap();
     let url = format!("s3://{BUCKET}/arts");
     {
@@ -639,7 +508,7 @@ fn artifacts_multipart_presigned_url_and_retention() {
     // Upload the 50 MiB file in a child process, sampling its memory.
     let mut child = logbook_command(
         data.path(),
-        &endpoint,
+        endpoint,
         &["--json", "artifacts", "upload", "big", "--s3", &url],
     )
     .spawn()
@@ -661,7 +530,7 @@ fn artifacts_multipart_presigned_url_and_retention() {
     );
     let head = rt
         .block_on(
-            s3(&sdk)
+            s3(sdk)
                 .head_object()
                 .bucket(BUCKET)
                 .key("arts/artifacts/s-1/dumps/heap.dump")
@@ -672,7 +541,7 @@ fn artifacts_multipart_presigned_url_and_retention() {
     assert_eq!(head.metadata().unwrap()["artifact-type"], "diagnostic");
     let search = ok(logbook(
         data.path(),
-        &endpoint,
+        endpoint,
         &["--json", "artifacts", "search", "--status", "uploaded"],
     ));
     assert!(search.contains("\"big\""), "{search}");
@@ -680,7 +549,7 @@ fn artifacts_multipart_presigned_url_and_retention() {
     // A pre-signed URL, fetched with a plain HTTP client: the same bytes.
     let presigned = ok(logbook(
         data.path(),
-        &endpoint,
+        endpoint,
         &["artifacts", "url", "big", "--expires", "1h", "--s3", &url],
     ));
     let mut response = ureq::get(presigned.trim()).call().unwrap();
@@ -695,14 +564,14 @@ fn artifacts_multipart_presigned_url_and_retention() {
     // Not uploaded: a usage error with a reason.
     let not_yet = logbook(
         data.path(),
-        &endpoint,
+        endpoint,
         &["artifacts", "url", "old", "--s3", &url],
     );
     assert_eq!(not_yet.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&not_yet.stderr).contains("not uploaded"));
     assert!(
         rt.block_on(
-            s3(&sdk)
+            s3(sdk)
                 .head_object()
                 .bucket(BUCKET)
                 .key("arts/artifacts/s-1/dumps/old.log")
@@ -715,21 +584,21 @@ fn artifacts_multipart_presigned_url_and_retention() {
     // Retention: the expired artifact (uploaded first) loses its file and its object.
     ok(logbook(
         data.path(),
-        &endpoint,
+        endpoint,
         &["artifacts", "upload", "old", "--s3", &url],
     ));
     let key = "arts/artifacts/s-1/dumps/old.log";
-    rt.block_on(s3(&sdk).head_object().bucket(BUCKET).key(key).send())
+    rt.block_on(s3(sdk).head_object().bucket(BUCKET).key(key).send())
         .unwrap();
     let retention: Value = serde_json::from_str(&ok(logbook(
         data.path(),
-        &endpoint,
+        endpoint,
         &["--json", "artifacts", "retention", "--s3", &url],
     )))
     .unwrap();
     assert_eq!(retention["deleted"], serde_json::json!(["old"]));
     assert!(
-        rt.block_on(s3(&sdk).head_object().bucket(BUCKET).key(key).send())
+        rt.block_on(s3(sdk).head_object().bucket(BUCKET).key(key).send())
             .is_err()
     );
     assert!(!data.path().join("artifacts/s-1/dumps/old.log").exists());
@@ -737,17 +606,15 @@ fn artifacts_multipart_presigned_url_and_retention() {
 
 #[test]
 fn follow_applies_newly_shipped_segments() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let endpoint = env.endpoint.as_str();
     let url = format!("s3://{BUCKET}/follow");
     let a = tempfile::tempdir().unwrap();
-    append_and_ship(a.path(), &endpoint, &url, 0, 200);
+    append_and_ship(a.path(), endpoint, &url, 0, 200);
     let b = tempfile::tempdir().unwrap();
     let mut follower = logbook_command(
         b.path(),
-        &endpoint,
+        endpoint,
         &[
             "restore",
             "--from",
@@ -762,7 +629,7 @@ fn follow_applies_newly_shipped_segments() {
     .spawn()
     .unwrap();
     let count = |d: &Path| {
-        let out = logbook(d, &endpoint, &["events", "--from", "0"]);
+        let out = logbook(d, endpoint, &["events", "--from", "0"]);
         if !out.status.success() {
             return 0;
         }
@@ -782,13 +649,13 @@ fn follow_applies_newly_shipped_segments() {
     };
     wait_equal("initial restore");
     // The follower holds the data dir: no writer can open it meanwhile.
-    let refused = logbook(b.path(), &endpoint, &["record"]);
+    let refused = logbook(b.path(), endpoint, &["record"]);
     assert_ne!(refused.status.code(), Some(0));
     for round in 1..=2 {
-        append_and_ship(a.path(), &endpoint, &url, 200 * round, 150);
+        append_and_ship(a.path(), endpoint, &url, 200 * round, 150);
         wait_equal("after more shipping");
     }
-    let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
+    let events = |d: &Path| ok(logbook(d, endpoint, &["events", "--from", "0"]));
     assert_eq!(events(a.path()), events(b.path()));
     assert_eq!(digest(a.path()), digest(b.path()));
     let status = Command::new("kill")
@@ -809,70 +676,49 @@ fn follow_applies_newly_shipped_segments() {
 
 #[test]
 fn serve_ships_what_it_records() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     let data = tempfile::tempdir().unwrap();
     let url = format!("s3://{BUCKET}/served");
-    let (mut serve, base) = spawn_serve(
-        data.path(),
-        &endpoint,
-        &[
-            "--segment-age",
-            "0.3",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--s3",
-            &url,
-            "--ship-interval",
-            "0.5s",
-        ],
-    );
+    let serve = serve_shipping(data.path(), endpoint, &url, "0.5s");
     let body = [
         r#"{"type":"upgrade.started","upgrade_id":"u-1","plan_id":"p","cluster_name":"c","phase":"Planning"}"#,
         r#"{"type":"upgrade.phase_changed","upgrade_id":"u-1","phase":"Provision green"}"#,
         r#"{"type":"upgrade.completed","upgrade_id":"u-1"}"#,
     ]
     .join("\n");
-    let response = ureq::post(format!("{base}/v1/events"))
+    let response = ureq::post(format!("{}/v1/events", serve.base))
         .send(body.as_bytes())
         .unwrap();
     assert_eq!(response.status(), 200);
     let location: S3Location = url.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let head = rt
-            .block_on(logbook::s3::ship::read_head(&s3(&sdk), &location))
-            .unwrap();
+        let head = rt.block_on(read_head(&s3(sdk), &location)).unwrap();
         if head.as_ref().is_some_and(|h| h.next_offset >= 3) {
             break;
         }
         assert!(Instant::now() < deadline, "serve did not ship: {head:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
 }
 
 /// `serve --follow`: a read-only replica serving the views of a prefix, kept current,
 /// refusing ingest, resuming its data dir after a restart.
 #[test]
 fn serve_follow_is_a_read_only_replica() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt) = (env.endpoint.as_str(), &env.rt);
     let url = format!("s3://{BUCKET}/replica");
     let a = tempfile::tempdir().unwrap();
-    let append = |from: usize, n: usize| append_and_ship(a.path(), &endpoint, &url, from, n);
+    let append = |from: usize, n: usize| append_and_ship(a.path(), endpoint, &url, from, n);
     append(0, 100);
     let replica = tempfile::tempdir().unwrap();
     let start = || {
         spawn_serve(
             replica.path(),
-            &endpoint,
+            endpoint,
             &[
                 "serve",
                 "--listen",
@@ -903,7 +749,8 @@ fn serve_follow_is_a_read_only_replica() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let (mut serve, base) = start();
+    let serve = start();
+    let base = serve.base.clone();
     wait_for(&base, 103);
     let refused = agent
         .post(format!("{base}/v1/events"))
@@ -920,9 +767,9 @@ fn serve_follow_is_a_read_only_replica() {
     let view = json(format!("{base}/v1/upgrades/u-1"));
     assert_eq!(view["as_of"], 152, "{view}");
     // Restarted on the same data dir, it resumes (no new restore) and keeps following.
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let (mut serve, base) = start();
+    drop(serve);
+    let serve = start();
+    let base = serve.base.clone();
     wait_for(&base, 153);
     // A WebSocket client tailing the replica sees the records as they are followed.
     let ws_url = format!("{}/v1/stream?from=150", base.replace("http://", "ws://"));
@@ -947,22 +794,18 @@ fn serve_follow_is_a_read_only_replica() {
     wait_for(&base, 203);
     let offsets = rt.block_on(tail).unwrap();
     assert_eq!(offsets, (150..203).collect::<Vec<u64>>());
-    let _ = serve.kill();
-    let _ = serve.wait();
-    let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
-    assert_eq!(events(a.path()), events(replica.path()));
+    drop(serve);
+    assert_eq!(events(a.path(), endpoint), events(replica.path(), endpoint));
 }
 
 /// `demo --s3 --eventbridge-bus`: the main job ships everything and notifies, then a restore
 /// elsewhere holds exactly the demo's journal.
 #[test]
 fn demo_ships_and_notifies() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    let sdk = create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
     rt.block_on(
-        aws_sdk_eventbridge::Client::new(&sdk)
+        aws_sdk_eventbridge::Client::new(sdk)
             .create_event_bus()
             .name("demo-bus")
             .send(),
@@ -972,7 +815,7 @@ fn demo_ships_and_notifies() {
     let a = tempfile::tempdir().unwrap();
     let out = ok(logbook(
         a.path(),
-        &endpoint,
+        endpoint,
         &[
             "demo",
             "--speed",
@@ -989,7 +832,7 @@ fn demo_ships_and_notifies() {
     assert!(out.contains("verify: ok"), "{out}");
     let lifecycle = ok(logbook(
         a.path(),
-        &endpoint,
+        endpoint,
         &["events", "--from", "0", "--types", "upgrade.*"],
     ))
     .lines()
@@ -1002,14 +845,14 @@ fn demo_ships_and_notifies() {
     let b = tempfile::tempdir().unwrap();
     ok(logbook(
         b.path(),
-        &endpoint,
+        endpoint,
         &["restore", "--from", &url, "--with-artifacts"],
     ));
-    let events = |d: &Path| ok(logbook(d, &endpoint, &["events", "--from", "0"]));
+    let events = |d: &Path| ok(logbook(d, endpoint, &["events", "--from", "0"]));
     assert_eq!(events(a.path()), events(b.path()));
     let uploaded = ok(logbook(
         b.path(),
-        &endpoint,
+        endpoint,
         &["--json", "artifacts", "search", "--status", "uploaded"],
     ));
     assert!(uploaded.contains("test-report.json"), "{uploaded}");
@@ -1021,20 +864,18 @@ fn demo_ships_and_notifies() {
 /// and finds the same record count and chain head as `logbook verify` on the source.
 #[test]
 fn an_auditor_verifies_the_prefix_with_boto3_and_the_independent_verifier() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let rt = runtime();
-    create_bucket(&rt, &endpoint);
+    let env = S3Env::start();
+    let endpoint = env.endpoint.as_str();
     let a = tempfile::tempdir().unwrap();
     record_rich_run(a.path());
     let url = format!("s3://{BUCKET}/audit");
     ok(logbook(
         a.path(),
-        &endpoint,
+        endpoint,
         &["ship", "--s3", &url, "--once"],
     ));
     let verified: Value =
-        serde_json::from_str(&ok(logbook(a.path(), &endpoint, &["--json", "verify"]))).unwrap();
+        serde_json::from_str(&ok(logbook(a.path(), endpoint, &["--json", "verify"]))).unwrap();
 
     let download = tempfile::tempdir().unwrap();
     let script = r#"
@@ -1066,7 +907,7 @@ print(len(keys), expected)
 "#;
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let out = Command::new(&python)
-        .args(["-c", script, &endpoint, BUCKET, "audit"])
+        .args(["-c", script, endpoint, BUCKET, "audit"])
         .arg(download.path())
         .output()
         .unwrap();
@@ -1088,4 +929,64 @@ print(len(keys), expected)
         ],
         "{report}"
     );
+}
+
+/// A follower resuming a data dir that holds an empty journal (opened once by a writer, nothing
+/// recorded): it follows the prefix from offset 0, then keeps up with newly shipped segments.
+/// (The importer removes the writer's empty active segment under its lock: it holds no record.)
+#[test]
+fn a_follower_resumes_a_data_dir_holding_an_empty_journal() {
+    let env = S3Env::start();
+    let (endpoint, rt, sdk) = (env.endpoint.as_str(), &env.rt, &env.sdk);
+    let url = format!("s3://{BUCKET}/empty");
+    let location: S3Location = url.parse().unwrap();
+    let a = tempfile::tempdir().unwrap();
+    append_and_ship(a.path(), endpoint, &url, 0, 200);
+    let b = tempfile::tempdir().unwrap();
+    logbook::journal::Journal::open(b.path().join("journal"), JournalConfig::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let mut follower = logbook::s3::Follower::resume(&s3(sdk), &location, b.path(), 4).unwrap();
+    assert_eq!(follower.next_offset(), 0);
+    assert_eq!(rt.block_on(follower.poll()).unwrap(), 203);
+    append_and_ship(a.path(), endpoint, &url, 200, 150);
+    assert_eq!(rt.block_on(follower.poll()).unwrap(), 150);
+    assert_eq!(rt.block_on(follower.poll()).unwrap(), 0);
+    drop(follower);
+    assert_eq!(events(a.path(), endpoint), events(b.path(), endpoint));
+    assert_eq!(digest(a.path()), digest(b.path()));
+}
+
+/// `logbook repair --from s3://...`: a byte flipped in a local sealed segment is named by
+/// `repair` (exit 1, nothing changed), and replaced by its shipped copy with `--from`; then
+/// verify is ok and the events are exactly those before the damage.
+#[test]
+fn repair_from_s3_replaces_a_damaged_sealed_segment() {
+    let env = S3Env::start();
+    let endpoint = env.endpoint.as_str();
+    let url = format!("s3://{BUCKET}/repair");
+    let a = tempfile::tempdir().unwrap();
+    append_and_ship(a.path(), endpoint, &url, 0, 400);
+    let before = events(a.path(), endpoint);
+    let sealed = sealed_segments(a.path());
+    assert!(sealed.len() >= 3, "{sealed:?}");
+    let victim = &sealed[1];
+    let bytes = flip_a_byte(victim);
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+
+    let found = logbook(a.path(), endpoint, &["repair"]);
+    assert_eq!(found.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&found.stdout);
+    assert!(
+        stdout.contains(&name),
+        "names the damaged segment: {stdout}"
+    );
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(std::fs::read(victim).unwrap(), bytes, "unchanged");
+
+    let repaired = ok(logbook(a.path(), endpoint, &["repair", "--from", &url]));
+    assert!(repaired.contains("verify: ok"), "{repaired}");
+    ok(logbook(a.path(), endpoint, &["verify"]));
+    assert_eq!(events(a.path(), endpoint), before);
 }

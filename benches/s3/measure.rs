@@ -16,8 +16,7 @@ use logbook::journal::segment::{
 };
 use logbook::recorder::Recorder;
 use logbook::s3::layout::{self, meta};
-use logbook::s3::restore::list_segments;
-use logbook::s3::{RestoreOptions, S3Location, Shipper, UploadConfig, restore};
+use logbook::s3::{Objects, RestoreOptions, S3Location, Shipper, UploadConfig, restore, segments};
 
 /// One measurement: wall time, and CPU seconds of this process and of moto_server.
 #[derive(Debug, Clone, Copy)]
@@ -259,13 +258,14 @@ pub async fn raw_get(
     moto: &[u32],
 ) -> Sample {
     let start = mark(moto);
-    let listed = list_segments(client, location, None).await.unwrap();
+    let objects = Objects::new(client.clone(), location.clone());
+    let listed = segments::list(&objects, None).await.unwrap();
     let bytes: usize = futures_util::stream::iter(listed)
         .map(|l| async move {
             let object = client
                 .get_object()
                 .bucket(&location.bucket)
-                .key(&l.key)
+                .key(l.key.as_str())
                 .send()
                 .await
                 .unwrap();
@@ -329,8 +329,7 @@ pub async fn restore_once(
 /// Local costs per pass over `objects`, single-threaded: what the shipper does before its PUT
 /// (read the file, decode the footer, BLAKE3), what restore does after its GET (BLAKE3 and
 /// `verify_segment`: every block's CRC, every record, the chain), and restore's write + fsync +
-/// rename; plus one `ship_state` commit (SQLite WAL, synchronous=FULL), as the shipper does per
-/// segment.
+/// rename; plus one shipper checkpoint (`Checkpoints::put`), as the shipper does per segment.
 pub struct Local {
     pub read_hash: Duration,
     pub blake3: Duration,
@@ -340,9 +339,8 @@ pub struct Local {
     pub chain_hash: Duration,
     pub verify: Duration,
     pub write_fsync: Duration,
+    /// One shipper checkpoint (`Checkpoints::put`, state.sqlite), as after each segment.
     pub commit: Duration,
-    /// The same commit with synchronous=NORMAL (WAL: no fsync per commit).
-    pub commit_normal: Duration,
 }
 
 pub fn local_costs(paths: &[PathBuf], objects: &[Object], scratch: &Path) -> Local {
@@ -399,30 +397,20 @@ pub fn local_costs(paths: &[PathBuf], objects: &[Object], scratch: &Path) -> Loc
         std::fs::rename(&tmp, scratch.join(&object.name)).unwrap();
     }
     let write_fsync = start.elapsed();
-    let db = rusqlite::Connection::open(scratch.join("state.sqlite")).unwrap();
-    db.pragma_update(None, "journal_mode", "WAL").unwrap();
-    db.pragma_update(None, "synchronous", "FULL").unwrap();
-    db.execute(
-        "CREATE TABLE ship_state (location TEXT PRIMARY KEY, next_offset INTEGER NOT NULL)",
-        [],
-    )
-    .unwrap();
-    let commits = |synchronous: &str| {
-        db.pragma_update(None, "synchronous", synchronous).unwrap();
-        let n = 20;
-        let start = Instant::now();
-        for i in 0..n {
-            db.execute(
-                "INSERT INTO ship_state (location, next_offset) VALUES (?1, ?2)
-                 ON CONFLICT(location) DO UPDATE SET next_offset = excluded.next_offset",
-                rusqlite::params!["s3://logbook-bench/ship", i],
-            )
+    let mut checkpoints = logbook::projection::Checkpoints::open(scratch).unwrap();
+    let n = 20;
+    let start = Instant::now();
+    for i in 0..n {
+        let anchor = logbook::journal::Anchor {
+            next_offset: i + 1,
+            chain: [7; 32],
+        };
+        checkpoints
+            .put("ship:s3://logbook-bench/ship", &anchor)
             .unwrap();
-        }
-        start.elapsed() / n
-    };
-    let commit = commits("FULL");
-    let commit_normal = commits("NORMAL");
+    }
+    let commit = start.elapsed() / n as u32;
+    drop(checkpoints);
     std::fs::remove_dir_all(scratch).unwrap();
     Local {
         read_hash,
@@ -432,6 +420,5 @@ pub fn local_costs(paths: &[PathBuf], objects: &[Object], scratch: &Path) -> Loc
         verify,
         write_fsync,
         commit,
-        commit_normal,
     }
 }

@@ -126,9 +126,8 @@ fn s3_and_dir_sources_give_identical_output() {
     // A tampered object: verify exits 1 naming it.
     let rt2 = &rt;
     let listed = rt2
-        .block_on(logbook::s3::restore::list_segments(
-            &logbook::s3::client(&sdk),
-            &location,
+        .block_on(logbook::s3::segments::list(
+            &logbook::s3::Objects::new(logbook::s3::client(&sdk), location.clone()),
             None,
         ))
         .unwrap();
@@ -138,7 +137,7 @@ fn s3_and_dir_sources_give_identical_output() {
             logbook::s3::client(&sdk)
                 .get_object()
                 .bucket(BUCKET)
-                .key(&victim.key)
+                .key(victim.key.as_str())
                 .send(),
         )
         .unwrap();
@@ -152,13 +151,13 @@ fn s3_and_dir_sources_give_identical_output() {
         logbook::s3::client(&sdk)
             .put_object()
             .bucket(BUCKET)
-            .key(&victim.key)
+            .key(victim.key.as_str())
             .body(bytes.into())
             .send(),
     )
     .unwrap();
     let damaged = run(&url, &["verify"]);
     assert_eq!(damaged.status.code(), Some(1), "{damaged:?}");
-    assert!(String::from_utf8_lossy(&damaged.stdout).contains(&victim.key));
+    assert!(String::from_utf8_lossy(&damaged.stdout).contains(victim.key.as_str()));
     assert_eq!(run(&url, &["export"]).status.code(), Some(1));
 }

@@ -473,17 +473,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let dir = cli.journal_dir();
     let recorder = Arc::new(Recorder::open(&cli.data, config)?);
-    let state = Arc::new(AppState::new(
-        recorder.clone(),
-        None,
-        max_record_bytes,
-        cli.data.clone(),
-    ));
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = runtime.spawn(server::serve(listener, state.clone(), async move {
-        let _ = server_stopped.await;
-    }));
-    out!("dashboard: http://{addr}/");
     let shipper = match &args.s3 {
         Some(location) => Some(background::start_shipper(
             &runtime,
@@ -494,6 +483,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         )?),
         None => None,
     };
+    let mut state = AppState::new(recorder.clone(), None, max_record_bytes, cli.data.clone());
+    state.shipping = shipper.as_ref().map(|(_, status)| status.clone());
+    let state = Arc::new(state);
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = runtime.spawn(server::serve(listener, state.clone(), async move {
+        let _ = server_stopped.await;
+    }));
+    out!("dashboard: http://{addr}/");
     let eventbridge = match &args.eventbridge_bus {
         Some(bus) => Some(background::start_eventbridge(
             &runtime,
@@ -519,7 +516,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let end_offset = recorder.journal().next_offset();
 
     let mut shipped = None;
-    if let (Some(task), Some(location)) = (shipper, &args.s3) {
+    if let (Some((task, _)), Some(location)) = (shipper, &args.s3) {
         task.stop(&runtime);
         shipped = Some(ship_everything(cli, &runtime, &recorder, location)?);
     }

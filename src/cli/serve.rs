@@ -7,7 +7,9 @@
 //! the projection and closes the recorder (journal flushed and fsynced). With
 //! `--eventbridge-bus NAME` it also runs the EventBridge consumer (src/eventbridge/) as a task,
 //! stopped after the server on shutdown. With `--s3 s3://bucket/prefix` it ships sealed segments
-//! and artifacts (src/s3/ship.rs) the same way.
+//! and artifacts (src/s3/ship.rs) the same way, its state under `shipping` in `/v1/health`.
+//! Whatever S3 or EventBridge are doing, SIGTERM ends the process within a few seconds: the
+//! background tasks get [`background::STOP_WAIT`] together, then are abandoned.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -125,12 +127,23 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Some(_) => Recorder::open_replica(&cli.data, config)?,
         None => Recorder::open(&cli.data, config)?,
     });
+    let shipper = match &args.s3 {
+        Some(location) => Some(background::start_shipper(
+            &runtime,
+            &cli.data,
+            &recorder,
+            location,
+            args.ship_interval,
+        )?),
+        None => None,
+    };
     let mut state = AppState::new(
         recorder.clone(),
         args.token.clone(),
         max_record_bytes,
         cli.data.clone(),
     );
+    state.shipping = shipper.as_ref().map(|(_, status)| status.clone());
     state.streams = server::stream::Streams::with_stall_limit(std::time::Duration::from_secs_f64(
         args.ws_stall_limit,
     ));
@@ -159,16 +172,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let shipper = match &args.s3 {
-        Some(location) => Some(background::start_shipper(
-            &runtime,
-            &cli.data,
-            &recorder,
-            location,
-            args.ship_interval,
-        )?),
-        None => None,
-    };
     let served = runtime.block_on(async {
         let listener = server::bind(args.listen, args.token.as_deref())
             .await
@@ -183,13 +186,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .await
             .map_err(bad)
     });
-    // Stop the background tasks (the EventBridge checkpoint stays at the last accepted entry).
-    for task in [eventbridge, following, shipper].into_iter().flatten() {
-        task.stop(&runtime);
-    }
+    // Stop the background tasks, together and within a bound (the EventBridge checkpoint stays
+    // at the last accepted entry; the shipper's at the last segment uploaded).
+    let tasks = [eventbridge, following, shipper.map(|(task, _)| task)];
+    background::stop_all(&runtime, tasks.into_iter().flatten().collect());
     // Whatever happened, close the journal cleanly and let the projection catch up with it (the
-    // runtime is gone first: no request can still be recording).
-    drop(runtime);
+    // runtime is gone first: no request can still be recording; a blocking call an abandoned
+    // task started is not waited for long).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     drop(state);
     match Arc::try_unwrap(recorder) {
         Ok(recorder) => recorder.close()?,

@@ -1,7 +1,10 @@
-//! `logbook ship --s3 s3://bucket/prefix [--once] [--ship-interval 10s]`: ships sealed segments
-//! and pending artifact uploads (src/s3/ship.rs). `--once` uploads pending artifacts, seals the
-//! active segment (unless `--no-seal`), ships the backlog (progress bar) and exits; otherwise it keeps shipping until Ctrl-C or SIGTERM. Records the artifact outcomes, so
-//! it opens the journal as its writer (run it when no `serve` owns the data dir; `serve --s3`
+//! `logbook ship --s3 s3://bucket/prefix [--once [--strict]] [--ship-interval 10s]`: ships sealed
+//! segments and pending artifact uploads (src/s3/ship.rs). `--once` uploads pending artifacts,
+//! seals the active segment (unless `--no-seal`), ships the backlog (progress bar) and exits:
+//! 0 once the journal is shipped, whatever happened to artifacts (their problems are printed as
+//! warnings with counts; `--strict` makes them exit 1), 1 if segments could not be shipped.
+//! Otherwise it keeps shipping until Ctrl-C or SIGTERM. Records the artifact outcomes, so it
+//! opens the journal as its writer (run it when no `serve` owns the data dir; `serve --s3`
 //! ships by itself).
 
 use std::process::ExitCode;
@@ -35,6 +38,10 @@ pub struct Args {
     /// record written so far is shipped).
     #[arg(long, requires = "once")]
     no_seal: bool,
+    /// With --once: exit 1 when an artifact could not be uploaded (failed, or its file is not
+    /// in the store), not only when segments could not be shipped.
+    #[arg(long, requires = "once")]
+    strict: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -119,6 +126,7 @@ async fn once(
     let (segments, bytes) = (report.segments, report.bytes);
     let next = recorder.journal().next_offset();
     let unshipped = next.saturating_sub(shipper.next_offset());
+    let artifacts = &report.artifacts;
     if cli.json {
         out!(
             "{}",
@@ -128,8 +136,9 @@ async fn once(
                 "bytes": bytes,
                 "shipped_next_offset": shipper.next_offset(),
                 "journal_next_offset": next,
-                "artifacts_uploaded": report.artifacts,
-                "artifact_failures": report.artifact_failures,
+                "artifacts_uploaded": artifacts.uploaded,
+                "artifact_failures": artifacts.failed.len(),
+                "artifacts_missing": artifacts.missing.len(),
             })
         );
     } else {
@@ -145,12 +154,27 @@ async fn once(
             );
         }
         out!(
-            "artifacts: {} uploaded, {} failed",
-            report.artifacts,
-            report.artifact_failures
+            "artifacts: {} uploaded, {} failed, {} without their file",
+            artifacts.uploaded,
+            artifacts.failed.len(),
+            artifacts.missing.len()
         );
     }
-    Ok(if report.artifact_failures > 0 {
+    if !artifacts.missing.is_empty() {
+        note!(
+            "warning: {}",
+            logbook::s3::queue::missing_warning(&artifacts.missing)
+        );
+    }
+    if let Some((first, why)) = artifacts.failed.first() {
+        note!(
+            "warning: {} artifact upload(s) failed (recorded as artifact.upload_failed; retried \
+             by the next shipper); first: {first}: {why}",
+            artifacts.failed.len()
+        );
+    }
+    let problems = !artifacts.missing.is_empty() || !artifacts.failed.is_empty();
+    Ok(if args.strict && problems {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

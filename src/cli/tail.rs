@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use logbook::backoff::Backoff;
 use logbook::subscribe::EventFilter;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,8 +25,10 @@ use super::{BadInput, Cli};
 
 /// No frame (not even a ping) for this long: the connection is considered dropped.
 const SILENCE_LIMIT: Duration = Duration::from_secs(45);
-/// First reconnect delay; doubled after each failed attempt up to [`BACKOFF_MAX`].
+/// First reconnect delay; doubled (jittered: [`Backoff`]) after each failed attempt up to
+/// [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest reconnect delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Arguments of `tail`.
@@ -167,7 +170,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 async fn follow(json: bool, base: &str, args: &Args) -> anyhow::Result<ExitCode> {
     let mut last: Option<u64> = None;
     let mut printed = 0u64;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let from = last.map_or_else(|| args.from.clone(), |l| (l + 1).to_string());
         let mut request = stream_url(base, args, &from).into_client_request()?;
@@ -176,12 +179,12 @@ async fn follow(json: bool, base: &str, args: &Args) -> anyhow::Result<ExitCode>
                 .headers_mut()
                 .insert("authorization", format!("Bearer {token}").parse()?);
         }
-        match tokio_tungstenite::connect_async(request).await {
+        let why = match tokio_tungstenite::connect_async(request).await {
             Ok((socket, _)) => {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 match connection(socket, json, args.count, &mut last, &mut printed).await? {
                     Outcome::Done => return Ok(ExitCode::SUCCESS),
-                    Outcome::Dropped(why) => note!("logbook tail: {why}; reconnecting"),
+                    Outcome::Dropped(why) => why,
                 }
             }
             Err(tungstenite::Error::Http(response)) => {
@@ -199,12 +202,13 @@ async fn follow(json: bool, base: &str, args: &Args) -> anyhow::Result<ExitCode>
                     }
                     anyhow::bail!(message);
                 }
-                note!("logbook tail: {message}; retrying in {backoff:?}");
+                message
             }
-            Err(error) => note!("logbook tail: {error}; retrying in {backoff:?}"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+            Err(error) => error.to_string(),
+        };
+        let delay = backoff.next_delay();
+        note!("logbook tail: {why}; reconnecting in {delay:?}");
+        tokio::time::sleep(delay).await;
     }
 }
 

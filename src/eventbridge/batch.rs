@@ -1,5 +1,6 @@
 //! PutEvents batching, pure: entry sizes as AWS counts them, batch limits, which entries of a
-//! response failed, and the retry backoff. No I/O here, so every limit is unit-tested.
+//! response failed. No I/O here, so every limit is unit-tested. (The retry delay is
+//! [`crate::backoff::Backoff`], shared with every other retry loop.)
 //!
 //! # Entry size
 //!
@@ -9,8 +10,6 @@
 //! 14 bytes of `Time` although we never set it, and the `EventBusName` too (AWS does not), and
 //! batch against [`MAX_BATCH_BYTES`], which keeps a further 1 KiB safety margin below 256 KiB. An
 //! entry alone larger than that budget can never be sent and is skipped by the consumer.
-
-use std::time::Duration;
 
 /// At most this many entries per PutEvents call (an 11th makes AWS reject the whole call).
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -123,60 +122,6 @@ pub fn to_resend(sent: usize, outcomes: &[EntryOutcome]) -> Vec<usize> {
         .collect()
 }
 
-/// Capped exponential backoff with jitter: the `n`th consecutive retry waits a random time in
-/// `[d/2, d]` where `d = min(base * 2^n, cap)` ("equal jitter").
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    attempt: u32,
-}
-
-impl Default for Backoff {
-    /// 100 ms doubling to 10 s.
-    fn default() -> Self {
-        Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
-    }
-}
-
-impl Backoff {
-    /// Starting at `base`, never above `cap`.
-    pub fn new(base: Duration, cap: Duration) -> Backoff {
-        Backoff {
-            base,
-            cap,
-            attempt: 0,
-        }
-    }
-
-    /// The next delay, given `unit` in `[0, 1)` as the random draw; advances the attempt.
-    pub fn next_delay(&mut self, unit: f64) -> Duration {
-        let factor = 2u32.saturating_pow(self.attempt.min(30));
-        let d = self.base.saturating_mul(factor).min(self.cap);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = d / 2;
-        half + half.mul_f64(unit.clamp(0.0, 1.0))
-    }
-
-    /// After a success: the next failure starts again at `base`.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-/// A random draw in `[0, 1)` without a random crate (std's randomly keyed hasher).
-pub fn jitter_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,23 +189,5 @@ mod tests {
         );
         // Unaccounted entries count as failed.
         assert_eq!(to_resend(3, &[EntryOutcome::Ok]), vec![1, 2]);
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut b = Backoff::default();
-        assert_eq!(b.next_delay(1.0), Duration::from_millis(100));
-        assert_eq!(b.next_delay(0.0), Duration::from_millis(100)); // 200 / 2
-        assert_eq!(b.next_delay(1.0), Duration::from_millis(400));
-        for _ in 0..40 {
-            let d = b.next_delay(jitter_unit());
-            assert!(d >= Duration::from_secs(5) || d <= Duration::from_secs(10));
-            assert!(d <= Duration::from_secs(10));
-        }
-        assert_eq!(b.next_delay(1.0), Duration::from_secs(10));
-        b.reset();
-        assert_eq!(b.next_delay(1.0), Duration::from_millis(100));
-        let u = jitter_unit();
-        assert!((0.0..1.0).contains(&u));
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
@@ -17,7 +18,13 @@ use crate::recorder::Recorder;
 use crate::subscribe::{Delivery, DurableConsumer, EventFilter, SubscribeError};
 use crate::type_filter::TypeFilter;
 
-use super::batch::{self, Backoff, Batch, EntryOutcome};
+use super::batch::{self, Batch, EntryOutcome};
+use crate::backoff::Backoff;
+
+/// First PutEvents retry delay (doubled per failure, jittered: [`Backoff`]).
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest PutEvents retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// The lifecycle events sent by default.
 pub const DEFAULT_TYPES: &str =
@@ -272,7 +279,7 @@ impl EventBridgeConsumer {
     /// are resent; while some fail, the checkpoint moves up to the first of them.
     async fn send(&mut self, batch: Batch<Pending>) -> bool {
         let mut todo = batch.into_items();
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         loop {
             self.metrics.calls.fetch_add(1, Ordering::Relaxed);
             let request = self
@@ -339,7 +346,7 @@ impl EventBridgeConsumer {
                     );
                 }
             }
-            tokio::time::sleep(backoff.next_delay(batch::jitter_unit())).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 }

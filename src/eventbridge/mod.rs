@@ -3,7 +3,7 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | [`batch`] | pure: entry sizes, the 10-entry / 256 KiB limits, failed entries, backoff |
+//! | [`batch`] | pure: entry sizes, the 10-entry / 256 KiB limits, failed entries |
 //! | [`consumer`] | [`EventBridgeConsumer`]: read, batch, send, retry, checkpoint |
 //!
 //! Each entry: `Source` = [`EventBridgeConfig::source`], `DetailType` = the event type,

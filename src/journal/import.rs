@@ -9,7 +9,9 @@
 //! open the journal meanwhile; replicas read it lock-free); a sealed segment is imported only
 //! as a [`VerifiedSegment`] (every block and record checked) that continues the directory's
 //! journal exactly (its first offset is the next offset, its chain starts at the last imported
-//! chain hash); after [`Importer::import_tail`] (the unsealed tail of a point-in-time restore)
+//! chain hash); an unsealed segment without records (what a writer's open creates) is removed
+//! under the lock, one with records makes the directory a writer's and is refused; after
+//! [`Importer::import_tail`] (the unsealed tail of a point-in-time restore)
 //! nothing more can be imported.
 
 use std::path::{Path, PathBuf};
@@ -50,11 +52,20 @@ impl Importer {
             .map_err(|e| JournalError::io(&dir, e))?;
         let lock = storage.lock(&dir)?;
         let recovered = recover(&dir, config, Mode::ReadOnly)?;
+        // An unsealed segment holding no record (the active segment a writer creates on open)
+        // holds nothing to lose: it goes, under the lock. One holding records is a writer's.
+        let empty_raw: Vec<(u64, std::path::PathBuf)> = recovered
+            .catalog
+            .segments
+            .iter()
+            .filter(|s| matches!(s.state, SegmentState::Raw { next, .. } if next == s.first))
+            .map(|s| (s.first, s.path.clone()))
+            .collect();
         if recovered
             .catalog
             .segments
             .iter()
-            .any(|s| matches!(s.state, SegmentState::Raw { .. }))
+            .any(|s| matches!(s.state, SegmentState::Raw { next, .. } if next > s.first))
         {
             return Err(JournalError::Import(format!(
                 "{} holds unsealed records: it is a writer's journal, not a restored or \
@@ -62,11 +73,21 @@ impl Importer {
                 dir.display()
             )));
         }
+        for (first, path) in &empty_raw {
+            storage
+                .remove_file(path)
+                .map_err(|e| JournalError::io(path, e))?;
+            super::files::CloseMarker::remove(storage.as_ref(), &dir, *first)?;
+        }
+        if !empty_raw.is_empty() {
+            sync_dir(storage.as_ref(), &dir)?;
+        }
         let last_segment = recovered
             .catalog
             .segments
-            .last()
-            .and_then(|s| match s.state {
+            .iter()
+            .rev()
+            .find_map(|s| match s.state {
                 SegmentState::Sealed { last, .. } => Some((s.first, last)),
                 SegmentState::Raw { .. } => None,
             });

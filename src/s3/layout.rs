@@ -1,8 +1,21 @@
-//! Object keys under a prefix and the small JSON documents Logbook keeps there.
+//! Object keys under a prefix, and the small JSON documents and metadata Logbook keeps there:
+//! the only place a key is built or parsed.
 //!
-//! Invariant: a segment's key is its local file name under `journal/` (zero-padded offsets),
-//! so lexical key order is offset order and a `ListObjectsV2` with `start-after` the last key
-//! known returns exactly the newer segments.
+//! A [`Key`] can only be made here (or taken from a listing by [`super::objects`]), so every
+//! request names an object of this layout:
+//!
+//! | key | what |
+//! |---|---|
+//! | `{prefix}/journal/{first:020}-{last:020}.seg.zst` | one sealed segment, its file unchanged |
+//! | `{prefix}/head.json` | [`Head`]: the shipped end, rewritten after each shipping round |
+//! | `{prefix}/writer.json` | [`super::Lease`]: the one writer allowed to ship here |
+//! | `{prefix}/artifacts/{session_id}/{collection_id}/{file_name}` | an artifact file |
+//!
+//! Invariant: a segment's key is its local file name under `journal/` (zero-padded offsets), so
+//! lexical key order is offset order and a `ListObjectsV2` with `start-after` the last key
+//! known returns exactly the newer segments. `parse_segment_key(segment_key(l, a, b)) == (a, b)`.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,24 +24,69 @@ use crate::journal::names::{self, SegmentName};
 
 /// The folder of segment objects.
 pub const JOURNAL_DIR: &str = "journal/";
+/// The folder of artifact files.
+pub const ARTIFACTS_DIR: &str = "artifacts/";
 /// The head document.
 pub const HEAD: &str = "head.json";
 /// The writer lease.
 pub const WRITER: &str = "writer.json";
 
-/// The key of the segment object holding `first..=last`.
-pub fn segment_key(location: &S3Location, first: u64, last: u64) -> String {
-    location.key(&format!("{JOURNAL_DIR}{}", names::sealed(first, last)))
+/// The key of an object under a prefix (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(String);
+
+impl Key {
+    /// The key as S3 knows it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A key S3 listed (its shape is checked by whoever parses it).
+    pub(super) fn listed(key: String) -> Key {
+        Key(key)
+    }
 }
 
-/// The prefix every segment key starts with.
-pub fn journal_prefix(location: &S3Location) -> String {
-    location.key(JOURNAL_DIR)
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn under(location: &S3Location, rest: &str) -> Key {
+    if location.prefix.is_empty() {
+        Key(rest.to_string())
+    } else {
+        Key(format!("{}/{rest}", location.prefix))
+    }
+}
+
+/// `{prefix}/head.json`.
+pub fn head_key(location: &S3Location) -> Key {
+    under(location, HEAD)
+}
+
+/// `{prefix}/writer.json`.
+pub fn writer_key(location: &S3Location) -> Key {
+    under(location, WRITER)
+}
+
+/// The key of the segment object holding `first..=last`.
+pub fn segment_key(location: &S3Location, first: u64, last: u64) -> Key {
+    under(
+        location,
+        &format!("{JOURNAL_DIR}{}", names::sealed(first, last)),
+    )
+}
+
+/// The prefix every segment key starts with (what a listing of segments asks for).
+pub fn journal_prefix(location: &S3Location) -> Key {
+    under(location, JOURNAL_DIR)
 }
 
 /// `(first, last)` of a segment key, or `None` for any other key.
 pub fn parse_segment_key(location: &S3Location, key: &str) -> Option<(u64, u64)> {
-    let name = key.strip_prefix(&journal_prefix(location))?;
+    let name = key.strip_prefix(journal_prefix(location).as_str())?;
     match names::parse(name)? {
         SegmentName::Sealed { first, last } => Some((first, last)),
         _ => None,
@@ -41,13 +99,33 @@ pub fn artifact_key(
     session_id: &str,
     collection_id: &str,
     file_name: &str,
-) -> String {
-    location.key(&format!(
-        "artifacts/{session_id}/{collection_id}/{file_name}"
-    ))
+) -> Key {
+    under(
+        location,
+        &format!("{ARTIFACTS_DIR}{session_id}/{collection_id}/{file_name}"),
+    )
 }
 
-/// `head.json`: how far the journal is shipped. Rewritten at the end of each shipping round.
+/// The key an `artifact.uploaded` event recorded, if it is an artifact key under `location`
+/// (a key recorded for another prefix is never deleted or signed through this one).
+pub fn recorded_artifact_key(location: &S3Location, recorded: &str) -> Option<Key> {
+    let rest = recorded.strip_prefix(under(location, ARTIFACTS_DIR).as_str())?;
+    let parts: Vec<&str> = rest.splitn(3, '/').collect();
+    match parts.as_slice() {
+        [session, collection, file]
+            if [session, collection, file]
+                .iter()
+                .all(|p| !p.is_empty() && **p != "." && **p != "..") =>
+        {
+            Some(artifact_key(location, session, collection, file))
+        }
+        _ => None,
+    }
+}
+
+/// `head.json`: how far the journal is shipped. Rewritten (conditionally, on the ETag of the
+/// version this writer last wrote or saw) at the end of each shipping round that shipped
+/// something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     /// Document format (1).
@@ -66,11 +144,7 @@ pub struct Head {
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::journal::anchor::hex(bytes)
 }
 
 /// Object metadata names (sent as `x-amz-meta-*`).
@@ -112,17 +186,38 @@ mod tests {
         let a = segment_key(&l, 0, 99);
         let b = segment_key(&l, 100, 1_000_000);
         assert_eq!(
-            a,
+            a.as_str(),
             "p/journal/00000000000000000000-00000000000000000099.seg.zst"
         );
         assert!(a < b);
-        assert_eq!(parse_segment_key(&l, &b), Some((100, 1_000_000)));
+        assert_eq!(parse_segment_key(&l, b.as_str()), Some((100, 1_000_000)));
         assert_eq!(parse_segment_key(&l, "p/head.json"), None);
         assert_eq!(parse_segment_key(&l, "q/journal/x"), None);
+        assert_eq!(head_key(&l).as_str(), "p/head.json");
+        assert_eq!(writer_key(&l).as_str(), "p/writer.json");
+        let bare: S3Location = "s3://bucket".parse().unwrap();
+        assert_eq!(head_key(&bare).as_str(), "head.json");
         assert_eq!(
-            artifact_key(&l, "s", "c", "a b.log"),
-            "p/artifacts/s/c/a b.log"
+            parse_segment_key(&bare, segment_key(&bare, 5, 7).as_str()),
+            Some((5, 7))
         );
         assert_eq!(hex(&[0, 255, 16]), "00ff10");
+    }
+
+    #[test]
+    fn artifact_keys_build_and_recorded_ones_are_checked() {
+        let l: S3Location = "s3://bucket/p".parse().unwrap();
+        let key = artifact_key(&l, "s", "c", "a b.log");
+        assert_eq!(key.as_str(), "p/artifacts/s/c/a b.log");
+        assert_eq!(recorded_artifact_key(&l, key.as_str()), Some(key));
+        for foreign in [
+            "q/artifacts/s/c/a.log",
+            "p/journal/x",
+            "p/artifacts/s/c",
+            "p/artifacts/s/../a.log",
+            "p/artifacts//c/a.log",
+        ] {
+            assert_eq!(recorded_artifact_key(&l, foreign), None, "{foreign}");
+        }
     }
 }

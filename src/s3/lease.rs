@@ -1,22 +1,31 @@
-//! Fencing: one writer per prefix. The first data dir to ship to a prefix creates
-//! `{prefix}/writer.json` naming its writer id, with `If-None-Match: *`; any other data dir
-//! finds the lease held by someone else and refuses with [`S3Error::Fenced`] before writing
-//! anything.
+//! Fencing: one writer per prefix, proven before every object write.
+//!
+//! The first data dir to ship to a prefix creates `{prefix}/writer.json` naming its writer id,
+//! with `If-None-Match: *` ([`LeaseGuard::acquire`]); any other data dir finds the lease held by
+//! someone else and refuses with [`S3Error::Fenced`] before writing anything. A running writer
+//! then proves it still holds the lease before each object it writes ([`LeaseGuard::check`]: a
+//! `HeadObject` of `writer.json`, whose ETag must be the one it created or last confirmed):
+//! - same ETag: still held;
+//! - no `writer.json` (deleted, the prefix wiped): taken again with `If-None-Match: *`, so of
+//!   two writers racing for it exactly one wins;
+//! - another ETag: read; still this writer id (the same writer re-created it) is adopted,
+//!   another writer id means the lease is lost ([`S3Error::LeaseLost`], naming the holder). A
+//!   lost lease is final: every later check fails at once, without a request, so the writer
+//!   never writes another object.
 //!
 //! The writer id is random, made once per data dir and kept in `<data>/writer-id` (outside
 //! `state.sqlite`, which may be deleted and rebuilt at any time). A restored copy of a journal
 //! is a different data dir and so a different writer: it cannot ship into its origin's prefix.
 //!
-//! Invariant: the lease object is never overwritten or deleted by Logbook.
+//! Invariant: Logbook never overwrites or deletes another writer's lease.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
-use aws_sdk_s3::Client;
-use aws_sdk_s3::error::SdkError;
-use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
-use super::layout::{self, WRITER};
+use super::layout::{self, Key};
+use super::objects::{Conditional, ETag, Metadata, Objects};
 use super::{S3Error, S3Location};
 
 /// The file in the data dir holding its writer id.
@@ -80,88 +89,161 @@ pub fn host() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Whether `error` is S3's answer to a failed `If-None-Match: *` (the object exists).
-pub fn is_precondition_failed<E>(
-    error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> bool {
-    error
-        .raw_response()
-        .is_some_and(|r| r.status().as_u16() == 412)
+/// Reads the prefix's lease; `None` if there is none.
+pub async fn read(objects: &Objects) -> Result<Option<(Lease, ETag)>, S3Error> {
+    let key = layout::writer_key(objects.location());
+    objects.get_json(&key, "writer lease").await
 }
 
-/// Takes the prefix's lease for `writer_id`, or confirms it already holds it; refuses with
-/// [`S3Error::Fenced`] if another writer holds it.
-pub async fn acquire(
-    client: &Client,
-    location: &S3Location,
-    writer_id: &str,
-    data_dir: &Path,
-) -> Result<Lease, S3Error> {
-    let key = location.key(WRITER);
-    let mine = Lease {
-        writer_id: writer_id.to_string(),
-        host: host(),
-        data_dir: data_dir.display().to_string(),
-        acquired: crate::timestamp::format_us(crate::timestamp::now_us()),
-    };
-    let body = serde_json::to_vec_pretty(&mine).unwrap_or_default();
-    let put = client
-        .put_object()
-        .bucket(&location.bucket)
-        .key(&key)
-        .if_none_match("*")
-        .content_type("application/json")
-        .body(ByteStream::from(body))
-        .send()
-        .await;
-    match put {
-        Ok(_) => {
-            tracing::info!(%location, writer_id, "took the writer lease");
-            Ok(mine)
-        }
-        Err(error) if is_precondition_failed(&error) => {
-            let holder = read(client, location).await?;
-            if holder.writer_id == writer_id {
-                Ok(holder)
-            } else {
-                Err(S3Error::Fenced {
-                    location: location.clone(),
-                    holder: Box::new(holder),
-                    ours: writer_id.to_string(),
-                })
-            }
-        }
-        Err(error) => Err(S3Error::request("PutObject", &key, error)),
+/// Where the lease stands.
+#[derive(Debug, Clone)]
+enum Held {
+    /// Held: the ETag of `writer.json` as this writer last created or confirmed it.
+    Yes(ETag),
+    /// Lost to another writer (final).
+    Lost(Box<Lease>),
+}
+
+/// The lease this writer holds on a prefix (see the module docs). Shared by the tasks that
+/// write objects there (segments, artifacts).
+#[derive(Debug)]
+pub struct LeaseGuard {
+    objects: Objects,
+    key: Key,
+    mine: Lease,
+    held: Mutex<Held>,
+}
+
+impl LeaseGuard {
+    /// Takes the prefix's lease for `writer_id`, or confirms it already holds it; refuses with
+    /// [`S3Error::Fenced`] if another writer holds it.
+    pub async fn acquire(
+        objects: Objects,
+        writer_id: &str,
+        data_dir: &Path,
+    ) -> Result<LeaseGuard, S3Error> {
+        let mine = Lease {
+            writer_id: writer_id.to_string(),
+            host: host(),
+            data_dir: data_dir.display().to_string(),
+            acquired: crate::timestamp::format_us(crate::timestamp::now_us()),
+        };
+        let key = layout::writer_key(objects.location());
+        let guard = LeaseGuard {
+            objects,
+            key,
+            mine,
+            held: Mutex::new(Held::Yes(ETag(String::new()))),
+        };
+        let etag = guard.take().await.map_err(|e| match e {
+            S3Error::LeaseLost {
+                location,
+                holder,
+                ours,
+            } => S3Error::Fenced {
+                location,
+                holder,
+                ours,
+            },
+            e => e,
+        })?;
+        guard.set(Held::Yes(etag));
+        Ok(guard)
     }
-}
 
-/// Reads the prefix's lease.
-pub async fn read(client: &Client, location: &S3Location) -> Result<Lease, S3Error> {
-    let key = location.key(WRITER);
-    let bytes = get_bytes(client, location, &key).await?;
-    serde_json::from_slice(&bytes).map_err(|e| S3Error::Conflict {
-        key,
-        reason: format!("not a writer lease: {e}"),
-    })
-}
+    /// The writer id this guard holds the lease for.
+    pub fn writer_id(&self) -> &str {
+        &self.mine.writer_id
+    }
 
-/// The whole body of a (small) object.
-pub async fn get_bytes(
-    client: &Client,
-    location: &S3Location,
-    key: &str,
-) -> Result<Vec<u8>, S3Error> {
-    let object = client
-        .get_object()
-        .bucket(&location.bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| S3Error::request("GetObject", key, e))?;
-    let data = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| S3Error::request("GetObject", key, e))?;
-    Ok(data.into_bytes().to_vec())
+    fn location(&self) -> &S3Location {
+        self.objects.location()
+    }
+
+    fn get(&self) -> Held {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, held: Held) {
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = held;
+    }
+
+    fn lost(&self, holder: Lease) -> S3Error {
+        let error = S3Error::LeaseLost {
+            location: self.location().clone(),
+            holder: Box::new(holder.clone()),
+            ours: self.mine.writer_id.clone(),
+        };
+        self.set(Held::Lost(Box::new(holder)));
+        error
+    }
+
+    /// Creates `writer.json` if absent; the ETag of the lease this writer holds, or
+    /// [`S3Error::LeaseLost`] if another writer holds it.
+    async fn take(&self) -> Result<ETag, S3Error> {
+        let body = serde_json::to_vec_pretty(&self.mine).unwrap_or_default();
+        match self
+            .objects
+            .put_if_absent(&self.key, body, Metadata::new())
+            .await?
+        {
+            Conditional::Written(etag) => {
+                crate::journal::quietly(|| {
+                    tracing::info!(location = %self.location(), writer_id = self.mine.writer_id, "took the writer lease");
+                });
+                Ok(etag)
+            }
+            Conditional::Failed => self.adopt().await,
+        }
+    }
+
+    /// Reads `writer.json` (which exists, or existed a moment ago): this writer's lease (its
+    /// ETag), or lost.
+    async fn adopt(&self) -> Result<ETag, S3Error> {
+        match read(&self.objects).await? {
+            Some((lease, etag)) if lease.writer_id == self.mine.writer_id => Ok(etag),
+            Some((lease, _)) => Err(self.lost(lease)),
+            // Deleted between the put and the read: try again at the next check.
+            None => Err(S3Error::Request {
+                operation: "GetObject",
+                key: self.key.to_string(),
+                message: "the writer lease vanished while it was being taken; will retry".into(),
+            }),
+        }
+    }
+
+    /// Proves the lease is still held before an object write (see the module docs): one
+    /// `HeadObject` while it is.
+    pub async fn check(&self) -> Result<(), S3Error> {
+        let known = match self.get() {
+            Held::Lost(holder) => {
+                return Err(S3Error::LeaseLost {
+                    location: self.location().clone(),
+                    holder,
+                    ours: self.mine.writer_id.clone(),
+                });
+            }
+            Held::Yes(etag) => etag,
+        };
+        let etag = match self.objects.head(&self.key).await? {
+            Some(head) if head.etag == known => return Ok(()),
+            Some(_) => self.adopt().await?,
+            None => {
+                crate::journal::quietly(|| {
+                    tracing::warn!(location = %self.location(), "the writer lease (writer.json) is gone; taking it again");
+                });
+                self.take().await?
+            }
+        };
+        self.set(Held::Yes(etag));
+        Ok(())
+    }
+
+    /// Whether the lease was lost (then every write is refused).
+    pub fn is_lost(&self) -> bool {
+        matches!(self.get(), Held::Lost(_))
+    }
 }

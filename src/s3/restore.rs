@@ -1,29 +1,34 @@
-//! Restore: `{prefix}/journal/` → a local data dir, verified end to end; and `--follow`, which
-//! keeps applying segments as they are shipped (a read-only replica).
+//! Restore: `{prefix}/journal/` → a local data dir, verified end to end, then the views rebuilt.
 //!
 //! Steps: list the segment objects (paginated), check that their offsets are contiguous from 0
-//! (a gap is refused naming the objects around it), download them (at most
-//! [`RestoreOptions::concurrency`] at once, written in order), verify each (footer, every
-//! block's CRC, every record, the chain inside and across objects, its BLAKE3 metadata), write
-//! it under `<data>/journal/` with its sealed name, then rebuild `state.sqlite` from it.
-//! `--until OFFSET|TIME` stops there: the segment holding the cut is written as an unsealed
-//! segment of the records up to it (their frames re-encoded with the same offsets, times and
-//! chain hashes). `--with-artifacts` downloads every uploaded, undeleted artifact and checks
-//! its SHA-256 against the journal.
+//! (a gap is refused naming the objects around it), then a pipeline of three stages that run
+//! at once:
+//! 1. downloads, [`RestoreOptions::concurrency`] objects in flight (each its own task, so they
+//!    progress while the stages behind them work);
+//! 2. verification of each object on the blocking pool as it arrives ([`segments::fetch`]:
+//!    BLAKE3, footer, every block and record, the chain inside it), in parallel across objects;
+//! 3. in offset order: the chain across objects and the single writer id are checked, and the
+//!    segment is handed to the journal's [`Importer`] on its own blocking thread (temporary
+//!    file, fsync, rename, directory fsync), through a queue of [`IMPORT_QUEUE`] segments.
 //!
-//! A follower ([`Follower`]) polls `head.json` (one GET per poll; a LIST, starting after the
-//! last key it has, only when the head moved), so an idle journal costs `3600 / poll` GETs per
-//! hour: 360 at the default 10 s.
+//! So the restore takes about as long as its slowest stage instead of their sum, and memory is
+//! bounded by `concurrency + IMPORT_QUEUE + 1` segments. `--until OFFSET|TIME` stops there: the
+//! segment holding the cut is imported as an unsealed segment of the records up to it.
+//! `--with-artifacts` downloads every uploaded, undeleted artifact and checks its SHA-256
+//! against the journal.
 //!
 //! # Invariants
 //!
 //! - Nothing unverified is written under `journal/`, and restore writes nothing there itself:
-//!   each object is verified into a [`VerifiedSegment`] and handed to the journal's
-//!   [`Importer`], which checks that it continues the chain and writes it (temporary name,
-//!   fsync, rename, directory fsync).
+//!   only [`VerifiedSegment`]s reach the [`Importer`], which checks that each continues the
+//!   chain and writes it.
+//! - One writer: a prefix whose segment objects (or head) carry two writer ids is refused,
+//!   naming both ([`S3Error::MixedWriters`]).
 //! - The target must hold no journal; the importer holds the directory's writer lock while
 //!   restore or follow runs, so no writer can open it meanwhile. A failed restore has the
 //!   importer remove what it imported, so the same directory can be restored into again.
+//!
+//! [`VerifiedSegment`]: crate::journal::segment::VerifiedSegment
 
 use std::path::{Path, PathBuf};
 
@@ -32,13 +37,17 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::layout::{self, meta};
+use super::follow::Follower;
+use super::layout::{self, Key};
+use super::objects::Objects;
+use super::segments::{self, Fetched, Listed, Writers};
 use super::{S3Error, S3Location};
-use crate::journal::record::Record;
-use crate::journal::segment::{Footer, VerifiedSegment, decode_footer_from_file_bytes};
 use crate::journal::{Importer, Journal, JournalConfig};
 use crate::projection::{Projection, STATE_FILE};
 use crate::state::{ArtifactView, Until};
+
+/// Verified segments waiting for the importer, at most.
+pub const IMPORT_QUEUE: usize = 2;
 
 /// What to restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,268 +85,165 @@ pub struct RestoreReport {
     pub last_key: Option<String>,
 }
 
-/// A segment object as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    /// Its key.
-    pub key: String,
-    /// First offset.
-    pub first: u64,
-    /// Last offset.
-    pub last: u64,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-/// Every segment object under the prefix after `start_after` (a key), in offset order.
-pub async fn list_segments(
-    client: &Client,
-    location: &S3Location,
-    start_after: Option<&str>,
-) -> Result<Vec<Listed>, S3Error> {
-    let prefix = layout::journal_prefix(location);
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&location.bucket)
-        .prefix(&prefix)
-        .set_start_after(start_after.map(str::to_string))
-        .into_paginator()
-        .send();
-    let mut listed = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| S3Error::request("ListObjectsV2", &prefix, e))?;
-        for object in page.contents() {
-            let Some(key) = object.key() else { continue };
-            match layout::parse_segment_key(location, key) {
-                Some((first, last)) => listed.push(Listed {
-                    key: key.to_string(),
-                    first,
-                    last,
-                    size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
-                }),
-                None => tracing::warn!(key, "not a segment object; ignored"),
-            }
-        }
-    }
-    listed.sort_by_key(|l| l.first);
-    Ok(listed)
-}
-
-/// Checks that `listed` continues `expected` (the next offset) without gap or overlap; `before`
-/// is the key of the object before them (`None`: they start the journal).
-fn check_contiguous(
-    location: &S3Location,
-    listed: &[Listed],
-    mut expected: u64,
-    before: Option<&str>,
-) -> Result<(), S3Error> {
-    let mut before = before.map(str::to_string);
-    for l in listed {
-        if l.first != expected || l.last < l.first {
-            let after = before
-                .clone()
-                .unwrap_or_else(|| format!("the start of {location}"));
-            return Err(S3Error::Gap {
-                reason: format!(
-                    "the journal in S3 is not contiguous: after {after} the next offset is \
-                     {expected}, but {} holds {}..={}",
-                    l.key, l.first, l.last
-                ),
-            });
-        }
-        expected = l.last + 1;
-        before = Some(l.key.clone());
-    }
-    Ok(())
-}
-
-/// A downloaded, verified segment.
-struct Fetched {
-    listed: Listed,
-    segment: VerifiedSegment,
-    /// Records up to the cut, when the segment holds it.
-    cut: Option<Vec<Record>>,
-}
-
-async fn fetch(
-    client: &Client,
-    location: &S3Location,
-    listed: Listed,
-    until: Until,
-) -> Result<Fetched, S3Error> {
-    let key = listed.key.clone();
-    let object = client
-        .get_object()
-        .bucket(&location.bucket)
-        .key(&key)
-        .send()
-        .await
-        .map_err(|e| S3Error::request("GetObject", &key, e))?;
-    let claimed = object.metadata().and_then(|m| m.get(meta::BLAKE3)).cloned();
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| S3Error::request("GetObject", &key, e))?
-        .into_bytes()
-        .to_vec();
-    tokio::task::spawn_blocking(move || verify_object(listed, bytes, claimed, until))
-        .await
-        .map_err(|e| S3Error::io(PathBuf::from(&key), std::io::Error::other(e)))?
-}
-
-fn verify_object(
-    listed: Listed,
-    bytes: Vec<u8>,
-    claimed: Option<String>,
-    until: Until,
-) -> Result<Fetched, S3Error> {
-    let tampered = |offset: u64, reason: String| S3Error::Tampered {
-        key: listed.key.clone(),
-        offset,
-        reason,
-    };
-    let actual = blake3::hash(&bytes).to_hex().to_string();
-    if let Some(claimed) = &claimed
-        && *claimed != actual
-    {
-        return Err(tampered(
-            listed.first,
-            format!("its BLAKE3 is {actual}, its metadata says {claimed}: the object was changed"),
-        ));
-    }
-    let footer = decode_footer_from_file_bytes(&bytes)
-        .map_err(|kind| tampered(listed.first, format!("bad footer: {kind}")))?;
-    if footer.first_offset != listed.first || footer.last_offset != listed.last {
-        return Err(tampered(
-            listed.first,
-            format!(
-                "its footer holds {}..={}, its name says {}..={}",
-                footer.first_offset, footer.last_offset, listed.first, listed.last
-            ),
-        ));
-    }
-    let cuts = match until {
-        Until::End => false,
-        Until::Offset(o) => o < footer.last_offset,
-        Until::Time(t) => t < footer.last_ts,
-    };
-    let mut kept = Vec::new();
-    let segment = VerifiedSegment::verify(bytes, |record| {
-        let keep = match until {
-            Until::End => false,
-            Until::Offset(o) => record.offset <= o,
-            Until::Time(t) => record.ts_us <= t,
-        };
-        if cuts && keep {
-            kept.push(record.clone());
-        }
-    })
-    .map_err(|(offset, kind)| tampered(offset, kind.to_string()))?;
-    Ok(Fetched {
-        listed,
-        segment,
-        cut: cuts.then_some(kept),
-    })
-}
-
-/// Downloads one segment object and verifies it on its own (BLAKE3 metadata, footer against
-/// its key, every block and record): its footer and bytes, ready for
-/// [`crate::journal::segment::decode_segment`]. The caller checks that consecutive objects chain
-/// (`footer.prev_hash` equals the previous `footer.last_hash`). For readers that stream a
-/// prefix without restoring it (`logbook-replay ... s3://...`).
-pub async fn download_segment(
-    client: &Client,
-    location: &S3Location,
-    listed: &Listed,
-) -> Result<(Footer, Vec<u8>), S3Error> {
-    let fetched = fetch(client, location, listed.clone(), Until::End).await?;
-    let footer = fetched.segment.footer().clone();
-    Ok((footer, fetched.segment.bytes().to_vec()))
-}
-
-/// Downloads the segment object holding `first..=last` and verifies it on its own: what
-/// `logbook repair --from s3://...` puts in place of a damaged local segment.
-pub async fn download_verified(
-    client: &Client,
-    location: &S3Location,
-    first: u64,
-    last: u64,
-) -> Result<VerifiedSegment, S3Error> {
-    let listed = Listed {
-        key: layout::segment_key(location, first, last),
-        first,
-        last,
-        size: 0,
-    };
-    Ok(fetch(client, location, listed, Until::End).await?.segment)
-}
-
-/// Where the applied part of the journal ends: the importer knows the offset and the chain;
-/// this is the last object applied (`None`: none yet) and whether a point-in-time restore
+/// How far a pipeline got: the last object applied, and whether a point-in-time restore
 /// reached its end.
 #[derive(Debug, Clone, Default)]
-struct Tip {
-    last_key: Option<String>,
-    done: bool,
+pub(super) struct Tip {
+    pub(super) last_key: Option<Key>,
+    pub(super) done: bool,
 }
 
-/// Where segments come from.
-struct Source<'a> {
-    client: &'a Client,
-    location: &'a S3Location,
-    concurrency: usize,
+/// What the import stage is given.
+enum Job {
+    /// A whole verified segment.
+    Sealed(Box<Fetched>),
+    /// The records of a point-in-time restore's last segment, up to the cut.
+    Tail(Box<Fetched>),
 }
 
-/// Downloads, verifies and imports `listed` (contiguous, continuing the importer), in order.
-async fn apply(
-    source: &Source<'_>,
-    importer: &mut Importer,
-    listed: Vec<Listed>,
-    until: Until,
-    tip: &mut Tip,
-    progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<(u64, u64), S3Error> {
-    let (mut segments, mut bytes) = (0, 0);
-    let mut stream = futures_util::stream::iter(listed)
-        .map(|l| fetch(source.client, source.location, l, until))
-        .buffered(source.concurrency.max(1));
-    while let Some(fetched) = stream.next().await {
-        let fetched = fetched?;
-        let footer = fetched.segment.footer();
-        if footer.prev_hash != importer.chain() {
-            let after = tip
-                .last_key
-                .clone()
-                .unwrap_or_else(|| format!("the start of {}", source.location));
-            return Err(S3Error::Tampered {
-                key: fetched.listed.key.clone(),
-                offset: fetched.listed.first,
-                reason: format!("its chain does not continue from {after}"),
-            });
-        }
-        if let Until::Time(t) = until
-            && footer.first_ts > t
-        {
-            tip.done = true;
-            break;
-        }
-        match &fetched.cut {
-            None => importer.import_sealed(&fetched.segment)?,
-            Some(records) => {
-                importer.import_tail(records)?;
+/// A download task, aborted if dropped before it finished (a failure or a cut ends the
+/// pipeline early: the objects beyond are not wanted).
+struct Download(tokio::task::JoinHandle<Result<Fetched, S3Error>>);
+
+impl std::future::Future for Download {
+    type Output = Result<Result<Fetched, S3Error>, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Where a pipeline reads from and how: the objects, the point-in-time end, the downloads in
+/// flight.
+pub(super) struct Pipeline<'a> {
+    pub(super) objects: &'a Objects,
+    pub(super) until: Until,
+    pub(super) concurrency: usize,
+}
+
+impl Pipeline<'_> {
+    /// Downloads, verifies and imports `listed` (contiguous, continuing `importer`) in order,
+    /// concurrently (see the module docs). Gives the importer back with the outcome; an outer
+    /// error means the import stage died and the importer with it.
+    pub(super) async fn apply(
+        &self,
+        importer: Importer,
+        listed: Vec<Listed>,
+        tip: &mut Tip,
+        writers: &mut Writers,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(Importer, Result<(u64, u64), S3Error>), S3Error> {
+        let (objects, until) = (self.objects, self.until);
+        let dir = importer.dir().to_path_buf();
+        let mut chain = importer.chain();
+        let (jobs, mut queued) = tokio::sync::mpsc::channel::<Job>(IMPORT_QUEUE);
+        let (imported_tx, mut imported) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let import = tokio::task::spawn_blocking(move || {
+            let mut importer = importer;
+            let mut outcome = Ok(());
+            while let Some(job) = queued.blocking_recv() {
+                let (done, size) = match &job {
+                    Job::Sealed(f) => (importer.import_sealed(&f.segment), f.listed.size),
+                    Job::Tail(f) => (
+                        importer.import_tail(f.cut.as_deref().unwrap_or_default()),
+                        f.listed.size,
+                    ),
+                };
+                if let Err(error) = done {
+                    outcome = Err(S3Error::from(error));
+                    break;
+                }
+                let _ = imported_tx.send(size);
+            }
+            (importer, outcome)
+        });
+        let mut downloads = futures_util::stream::iter(listed)
+            .map(|l| {
+                let objects = objects.clone();
+                Download(tokio::spawn(async move {
+                    segments::fetch(&objects, l, until).await
+                }))
+            })
+            .buffered(self.concurrency.max(1));
+        let (mut segments, mut bytes) = (0, 0);
+        let mut sent = Ok(());
+        while let Some(fetched) = downloads.next().await {
+            let fetched = match fetched {
+                Ok(Ok(fetched)) => fetched,
+                Ok(Err(error)) => {
+                    sent = Err(error);
+                    break;
+                }
+                Err(join) => {
+                    sent = Err(S3Error::io(&dir, std::io::Error::other(join)));
+                    break;
+                }
+            };
+            if let Err(error) = writers.note(fetched.writer_id.as_deref(), &fetched.listed.key) {
+                sent = Err(error);
+                break;
+            }
+            let footer = fetched.segment.footer();
+            if footer.prev_hash != chain {
+                let after = tip.last_key.as_ref().map_or_else(
+                    || format!("the start of {}", objects.location()),
+                    Key::to_string,
+                );
+                sent = Err(S3Error::Tampered {
+                    key: fetched.listed.key.to_string(),
+                    offset: fetched.listed.first,
+                    reason: format!("its chain does not continue from {after}"),
+                });
+                break;
+            }
+            if let Until::Time(t) = until
+                && footer.first_ts > t
+            {
                 tip.done = true;
+                break;
+            }
+            chain = footer.last_hash;
+            let key = fetched.listed.key.clone();
+            let size = fetched.listed.size;
+            let cut = fetched.cut.is_some();
+            let job = if cut {
+                Job::Tail(Box::new(fetched))
+            } else {
+                Job::Sealed(Box::new(fetched))
+            };
+            if jobs.send(job).await.is_err() {
+                break; // the import stage failed: its error is collected below
+            }
+            tip.last_key = Some(key);
+            segments += 1;
+            bytes += size;
+            while let Ok(size) = imported.try_recv() {
+                progress(size);
+            }
+            if cut {
+                tip.done = true;
+                break;
             }
         }
-        tip.last_key = Some(fetched.listed.key.clone());
-        segments += 1;
-        bytes += fetched.listed.size;
-        progress(fetched.listed.size);
-        if tip.done {
-            break;
+        drop(downloads); // aborts downloads beyond a failure or a cut
+        drop(jobs);
+        while let Some(size) = imported.recv().await {
+            progress(size);
         }
+        let (importer, imported) = import
+            .await
+            .map_err(|e| S3Error::io(&dir, std::io::Error::other(e)))?;
+        Ok((importer, imported.and(sent).map(|()| (segments, bytes))))
     }
-    Ok((segments, bytes))
 }
 
 fn rebuild(data_dir: &Path, journal_dir: &Path) -> Result<Journal, S3Error> {
@@ -347,8 +253,16 @@ fn rebuild(data_dir: &Path, journal_dir: &Path) -> Result<Journal, S3Error> {
     Ok(journal)
 }
 
+/// Opens the journal just written and rebuilds `state.sqlite` from it, off the runtime.
+pub(super) async fn rebuild_views(data_dir: &Path) -> Result<Journal, S3Error> {
+    let (dd, jd) = (data_dir.to_path_buf(), data_dir.join("journal"));
+    tokio::task::spawn_blocking(move || rebuild(&dd, &jd))
+        .await
+        .map_err(|e| S3Error::io(data_dir, std::io::Error::other(e)))?
+}
+
 /// Restores `location` into `data_dir` (see the module docs). `progress` gets the bytes of each
-/// segment applied; `total` (the bytes to download) is known after listing: `on_listed`.
+/// segment written; `total` (the bytes to download) is known after listing: `on_listed`.
 pub async fn restore(
     client: &Client,
     location: &S3Location,
@@ -368,33 +282,27 @@ pub async fn restore(
         return Err(S3Error::NotEmpty(data_dir.to_path_buf()));
     }
     let had_artifacts = data_dir.join("artifacts").exists();
-    let mut importer = Importer::open(&journal_dir, &JournalConfig::default())?;
-    match restore_into(
-        client,
-        location,
-        data_dir,
-        options,
-        on_listed,
-        progress,
-        &mut importer,
-    )
-    .await
-    {
-        Ok((report, tip)) => Ok((
+    let objects = Objects::new(client.clone(), location.clone());
+    let importer = Importer::open(&journal_dir, &JournalConfig::default())?;
+    let (importer, restored) =
+        restore_into(&objects, data_dir, options, on_listed, progress, importer).await?;
+    match restored {
+        Ok((report, writers)) => Ok((
             report,
-            Follower {
-                client: client.clone(),
-                location: location.clone(),
-                data_dir: data_dir.to_path_buf(),
-                tip,
-                concurrency: options.concurrency,
-                followable: options.until == Until::End,
+            Follower::new(
+                objects,
+                data_dir,
                 importer,
-            },
+                writers,
+                options.concurrency,
+                options.until == Until::End,
+            ),
         )),
         Err(error) => {
             if let Err(undo) = importer.discard() {
-                tracing::error!(%undo, "could not remove what the failed restore wrote");
+                crate::journal::quietly(|| {
+                    tracing::error!(%undo, "could not remove what the failed restore wrote");
+                });
             }
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(data_dir.join(format!("{STATE_FILE}{suffix}")));
@@ -409,88 +317,119 @@ pub async fn restore(
 
 /// [`restore`] once the target is checked and the importer holds it.
 async fn restore_into(
-    client: &Client,
-    location: &S3Location,
+    objects: &Objects,
     data_dir: &Path,
     options: &RestoreOptions,
     on_listed: &mut (dyn FnMut(u64) + Send),
     progress: &mut (dyn FnMut(u64) + Send),
-    importer: &mut Importer,
-) -> Result<(RestoreReport, Tip), S3Error> {
-    let journal_dir = data_dir.join("journal");
-    let mut listed = list_segments(client, location, None).await?;
-    if listed.is_empty() {
-        return Err(S3Error::Gap {
+    importer: Importer,
+) -> Result<(Importer, Result<(RestoreReport, Writers), S3Error>), S3Error> {
+    let location = objects.location();
+    let mut listed = match segments::list(objects, None).await {
+        Ok(listed) => listed,
+        Err(error) => return Ok((importer, Err(error))),
+    };
+    let checked = if listed.is_empty() {
+        Err(S3Error::Gap {
             reason: format!("{location} holds no journal segments (nothing shipped yet?)"),
-        });
+        })
+    } else {
+        segments::check_contiguous(location, &listed, 0, None)
+    };
+    if let Err(error) = checked {
+        return Ok((importer, Err(error)));
     }
-    check_contiguous(location, &listed, 0, None)?;
     if let Until::Offset(o) = options.until {
         let end = listed.last().map_or(0, |l| l.last);
         if o > end {
-            return Err(S3Error::Gap {
-                reason: format!("--until {o} is beyond the last shipped offset {end}"),
-            });
+            let reason = format!("--until {o} is beyond the last shipped offset {end}");
+            return Ok((importer, Err(S3Error::Gap { reason })));
         }
         listed.retain(|l| l.first <= o);
     }
     on_listed(listed.iter().map(|l| l.size).sum());
     let mut tip = Tip::default();
-    let source = Source {
-        client,
-        location,
+    let mut writers = Writers::default();
+    let pipeline = Pipeline {
+        objects,
+        until: options.until,
         concurrency: options.concurrency,
     };
-    let (segments, bytes) =
-        apply(&source, importer, listed, options.until, &mut tip, progress).await?;
-    if options.until == Until::End
-        && let Some(head) = super::ship::read_head(client, location).await?
-        && head.next_offset == importer.next_offset()
-        && head.chain_end != layout::hex(&importer.chain())
-    {
-        return Err(S3Error::Tampered {
-            key: location.key(layout::HEAD),
-            offset: importer.next_offset().saturating_sub(1),
-            reason: "its chain end differs from the last segment's".into(),
-        });
-    }
-    let (dd, jd) = (data_dir.to_path_buf(), journal_dir.clone());
-    let journal = tokio::task::spawn_blocking(move || rebuild(&dd, &jd))
-        .await
-        .map_err(|e| S3Error::io(data_dir, std::io::Error::other(e)))??;
-    let mut report = RestoreReport {
-        segments,
-        bytes,
-        next_offset: journal.next_offset(),
-        artifacts: 0,
-        last_key: tip.last_key.clone(),
-    };
-    if options.with_artifacts {
-        let state = crate::state::state_at(&journal, Until::End)?;
-        let wanted: Vec<ArtifactView> = state
-            .artifacts()
-            .filter(|a| a.s3_key.is_some() && a.status != crate::event::ArtifactStatus::Deleted)
-            .cloned()
-            .collect();
-        for artifact in wanted {
-            download_artifact(client, location, data_dir, &artifact).await?;
-            report.artifacts += 1;
+    let (importer, applied) = pipeline
+        .apply(importer, listed, &mut tip, &mut writers, progress)
+        .await?;
+    let next_offset = importer.next_offset();
+    let chain = importer.chain();
+    let finished = async {
+        let (segments, bytes) = applied?;
+        if options.until == Until::End
+            && let Some(head) = super::prefix::read_head(objects).await?.map(|(h, _)| h)
+        {
+            if let Some(writer) = writers.writer_id()
+                && head.writer_id != writer
+            {
+                return Err(S3Error::MixedWriters {
+                    first: writer.to_string(),
+                    first_key: tip
+                        .last_key
+                        .as_ref()
+                        .map_or_else(String::new, Key::to_string),
+                    other: head.writer_id,
+                    other_key: layout::head_key(location).to_string(),
+                });
+            }
+            if head.next_offset == next_offset && head.chain_end != layout::hex(&chain) {
+                return Err(S3Error::Tampered {
+                    key: layout::head_key(location).to_string(),
+                    offset: next_offset.saturating_sub(1),
+                    reason: "its chain end differs from the last segment's".into(),
+                });
+            }
         }
+        let journal = rebuild_views(data_dir).await?;
+        let mut report = RestoreReport {
+            segments,
+            bytes,
+            next_offset: journal.next_offset(),
+            artifacts: 0,
+            last_key: tip.last_key.as_ref().map(Key::to_string),
+        };
+        if options.with_artifacts {
+            let state = crate::state::state_at(&journal, Until::End)?;
+            let wanted: Vec<ArtifactView> = state
+                .artifacts()
+                .filter(|a| a.s3_key.is_some() && a.status != crate::event::ArtifactStatus::Deleted)
+                .cloned()
+                .collect();
+            for artifact in wanted {
+                download_artifact(objects, data_dir, &artifact).await?;
+                report.artifacts += 1;
+            }
+        }
+        Ok(report)
     }
-    drop(journal);
-    Ok((report, tip))
+    .await;
+    Ok((importer, finished.map(|report| (report, writers))))
 }
 
 /// Downloads an artifact to `<data>/artifacts/...`, streaming, and checks its SHA-256.
 async fn download_artifact(
-    client: &Client,
-    location: &S3Location,
+    objects: &Objects,
     data_dir: &Path,
     artifact: &ArtifactView,
 ) -> Result<(), S3Error> {
-    let Some(key) = &artifact.s3_key else {
+    let Some(recorded) = &artifact.s3_key else {
         return Ok(());
     };
+    let key = layout::recorded_artifact_key(objects.location(), recorded).ok_or_else(|| {
+        S3Error::Artifact {
+            artifact_id: artifact.artifact_id.clone(),
+            reason: format!(
+                "it was uploaded as {recorded}, not under {}",
+                objects.location()
+            ),
+        }
+    })?;
     let dir = data_dir
         .join("artifacts")
         .join(&artifact.session_id)
@@ -499,31 +438,43 @@ async fn download_artifact(
         .await
         .map_err(|e| S3Error::io(&dir, e))?;
     let path = dir.join(&artifact.file_name);
-    let tmp = dir.join(format!("{}.restore-tmp", artifact.file_name));
-    let object = client
-        .get_object()
-        .bucket(&location.bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| S3Error::request("GetObject", key, e))?;
-    let mut body = object.body;
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| S3Error::io(&tmp, e))?;
-    let mut hasher = Sha256::new();
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .map_err(|e| S3Error::request("GetObject", key, e))?
-    {
-        hasher.update(&chunk);
-        file.write_all(&chunk)
+    let tmp: PathBuf = dir.join(format!("{}.restore-tmp", artifact.file_name));
+    let object = objects.get_stream(&key).await?;
+    let limit = objects.body_limit(object.size);
+    let written = tokio::time::timeout(limit, async {
+        let mut body = object.body;
+        let mut file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| S3Error::io(&tmp, e))?;
-    }
-    file.sync_all().await.map_err(|e| S3Error::io(&tmp, e))?;
-    let got = layout::hex(&hasher.finalize());
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| S3Error::request("GetObject", key.as_str(), e))?
+        {
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| S3Error::io(&tmp, e))?;
+        }
+        file.sync_all().await.map_err(|e| S3Error::io(&tmp, e))?;
+        Ok::<_, S3Error>(layout::hex(&hasher.finalize()))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(S3Error::Request {
+            operation: "GetObject",
+            key: key.to_string(),
+            message: format!("the body did not arrive within {limit:?}"),
+        })
+    });
+    let got = match written {
+        Ok(got) => got,
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(error);
+        }
+    };
     if got != artifact.sha256 {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(S3Error::Artifact {
@@ -540,110 +491,13 @@ async fn download_artifact(
     Ok(())
 }
 
-/// Keeps a restored data dir up to date with its prefix (see the module docs). Holds the
-/// data dir's writer lock (through its importer) while it lives.
-#[derive(Debug)]
-pub struct Follower {
-    client: Client,
-    location: S3Location,
-    data_dir: PathBuf,
-    tip: Tip,
-    concurrency: usize,
-    followable: bool,
-    importer: Importer,
-}
-
-impl Follower {
-    /// Resumes following `location` into `data_dir`, a data dir an earlier restore or follower
-    /// wrote (sealed segments only, or none): it continues after the last local segment.
-    pub fn resume(
-        client: &Client,
-        location: &S3Location,
-        data_dir: &Path,
-        concurrency: usize,
-    ) -> Result<Follower, S3Error> {
-        let journal_dir = data_dir.join("journal");
-        let importer =
-            Importer::open(&journal_dir, &JournalConfig::default()).map_err(|e| match e {
-                crate::journal::JournalError::Import(_) => S3Error::CannotFollow(format!(
-                    "{} is not a follower's data dir (it has unsealed records); follow into a \
-                     new directory",
-                    data_dir.display()
-                )),
-                e => S3Error::Journal(e),
-            })?;
-        let tip = Tip {
-            last_key: importer
-                .last_segment()
-                .map(|(first, last)| layout::segment_key(location, first, last)),
-            done: false,
-        };
-        Ok(Follower {
-            client: client.clone(),
-            location: location.clone(),
-            data_dir: data_dir.to_path_buf(),
-            tip,
-            concurrency,
-            followable: true,
-            importer,
-        })
-    }
-
-    /// One past the last applied offset.
-    pub fn next_offset(&self) -> u64 {
-        self.importer.next_offset()
-    }
-
-    /// Polls `head.json` once; if it moved, applies the new segments and catches the projection
-    /// up. The number of records applied.
-    pub async fn poll(&mut self) -> Result<u64, S3Error> {
-        let applied = self.poll_segments().await?;
-        if applied > 0 {
-            let (dd, jd) = (self.data_dir.clone(), self.data_dir.join("journal"));
-            tokio::task::spawn_blocking(move || rebuild(&dd, &jd).map(drop))
-                .await
-                .map_err(|e| S3Error::io(&self.data_dir, std::io::Error::other(e)))??;
-        }
-        Ok(applied)
-    }
-
-    /// Like [`Follower::poll`], but leaves `state.sqlite` to the caller: for a process that
-    /// serves the replica and catches its own projection up (`serve --follow`).
-    pub async fn poll_segments(&mut self) -> Result<u64, S3Error> {
-        if !self.followable {
-            return Err(S3Error::CannotFollow(
-                "a point-in-time restore (--until) cannot follow".into(),
-            ));
-        }
-        let Some(head) = super::ship::read_head(&self.client, &self.location).await? else {
-            return Ok(0);
-        };
-        let before = self.importer.next_offset();
-        if head.next_offset <= before {
-            return Ok(0);
-        }
-        let listed =
-            list_segments(&self.client, &self.location, self.tip.last_key.as_deref()).await?;
-        check_contiguous(
-            &self.location,
-            &listed,
-            before,
-            self.tip.last_key.as_deref(),
-        )?;
-        let source = Source {
-            client: &self.client,
-            location: &self.location,
-            concurrency: self.concurrency,
-        };
-        apply(
-            &source,
-            &mut self.importer,
-            listed,
-            Until::End,
-            &mut self.tip,
-            &mut |_| {},
-        )
-        .await?;
-        Ok(self.importer.next_offset() - before)
-    }
+/// Downloads the segment object holding `first..=last` of `location` and verifies it on its
+/// own: what `logbook repair --from s3://...` puts in place of a damaged local segment.
+pub async fn download_verified(
+    client: &Client,
+    location: &S3Location,
+    first: u64,
+    last: u64,
+) -> Result<crate::journal::segment::VerifiedSegment, S3Error> {
+    segments::download_verified(&Objects::new(client.clone(), location.clone()), first, last).await
 }

@@ -75,6 +75,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// The open `/v1/stream` connections (told to close with 1001 on shutdown).
     pub streams: stream::Streams,
+    /// What shipping to S3 is doing, when `serve --s3` ships (shown by `/v1/health`).
+    pub shipping: Option<Arc<crate::s3::ShipStatus>>,
     /// The resource limits (resolved: see [`Limits::resolve`]).
     limits: Limits,
     /// One permit per open connection ([`Limits::connections_max`]).
@@ -98,6 +100,7 @@ impl AppState {
             max_record_bytes,
             data_dir,
             streams: stream::Streams::default(),
+            shipping: None,
             limits,
             connections: Arc::new(Semaphore::new(limits.connections_max)),
             ingests: Arc::new(Semaphore::new(limits.ingests_max)),

@@ -78,7 +78,11 @@ async fn state_as_of(app: &Arc<AppState>, offset: u64) -> Result<crate::state::S
 }
 
 /// `GET /v1/health`: 200 `{"status":"ok",..}`, or 503 `{"status":"failed","error":..}` once
-/// the journal failed (the recorder refuses everything until restarted).
+/// the journal failed (the recorder refuses everything until restarted). With `serve --s3`,
+/// `shipping` says what shipping does (`state`: starting, ok, retrying or stopped, with the
+/// `error`; the shipped end; the last `warning`, e.g. a prefix found wiped and shipped again;
+/// artifact counts; S3 requests sent). Shipping trouble does not make the server unhealthy: it
+/// serves and records on; the copy in S3 is what is behind.
 pub async fn health(State(app): State<Arc<AppState>>) -> (axum::http::StatusCode, Json<Value>) {
     let hub = &app.streams.hub;
     let relaxed = std::sync::atomic::Ordering::Relaxed;
@@ -96,7 +100,8 @@ pub async fn health(State(app): State<Arc<AppState>>) -> (axum::http::StatusCode
             "ingests": {"active": app.ingests_active(), "max": limits.ingests_max},
             "stream_readers": {"reading": app.streams.readers.reading(),
                                "waiting": app.streams.readers.waiting(),
-                               "max": limits.stream_readers_max}});
+                               "max": limits.stream_readers_max},
+            "shipping": app.shipping.as_ref().map(|s| s.snapshot())});
     let status = if failure.is_some() {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     } else {

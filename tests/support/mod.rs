@@ -5,5 +5,6 @@ pub mod cli;
 pub mod moto;
 pub mod procfs;
 pub mod proxy;
+pub mod s3;
 pub mod serve;
 pub mod webdriver;

@@ -7,18 +7,18 @@
 //! objects (plus the one being decoded) are in memory. Time-bounded ranges cannot be resolved
 //! from names: objects are then fetched in order and skipped by their footers' times, and the
 //! scan stops at the first object that starts after the range. Each object is verified on its
-//! own by `logbook::s3::restore::download_segment` (BLAKE3 metadata, footer against its key,
-//! every block and record) before its blocks reach the scanner. AWS settings come from the
-//! standard chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials).
+//! own by `logbook::s3::segments::download` (BLAKE3 metadata, footer against its key, every
+//! block and record) before its blocks reach the scanner. Every request goes through
+//! `logbook::s3::Objects`, the library's one object client (its timeouts included). AWS settings
+//! come from the standard chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use aws_sdk_s3::Client;
 use logbook::journal::record::GENESIS_HASH;
 use logbook::journal::segment::Footer;
-use logbook::s3::restore::{Listed, download_segment, list_segments};
-use logbook::s3::{S3Error, S3Location};
+use logbook::s3::segments::{self, Listed};
+use logbook::s3::{Objects, S3Error, S3Location};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -38,8 +38,7 @@ pub const PREFETCH: usize = 2;
 #[derive(Debug)]
 pub struct S3Source {
     rt: Runtime,
-    client: Client,
-    location: S3Location,
+    objects: Objects,
     listed: Vec<Listed>,
 }
 
@@ -53,37 +52,24 @@ impl S3Source {
             .build()
             .map_err(|e| ReplayError::Worker(format!("starting the S3 runtime: {e}")))?;
         let sdk = rt.block_on(logbook::aws::load_sdk_config());
-        let client = logbook::s3::client(&sdk);
-        let listed = rt.block_on(list_segments(&client, &location, None))?;
+        let objects = Objects::new(logbook::s3::client(&sdk), location.clone());
+        let listed = rt.block_on(segments::list(&objects, None))?;
         if listed.is_empty() {
             return Err(ReplayError::BadInput(format!(
                 "no journal segments under {location}/journal/"
             )));
         }
-        let mut expected = 0u64;
-        let mut before = "the start".to_string();
-        for l in &listed {
-            if l.first != expected || l.last < l.first {
-                return Err(ReplayError::Damaged(format!(
-                    "the journal in S3 is not contiguous: after {before} the next offset is \
-                     {expected}, but {} holds {}..={}",
-                    l.key, l.first, l.last
-                )));
-            }
-            expected = l.last + 1;
-            before.clone_from(&l.key);
-        }
+        segments::check_contiguous(&location, &listed, 0, None)?;
         Ok(S3Source {
             rt,
-            client,
-            location,
+            objects,
             listed,
         })
     }
 
     /// The location read.
     pub fn location(&self) -> &S3Location {
-        &self.location
+        self.objects.location()
     }
 
     pub(super) fn end(&self) -> u64 {
@@ -91,10 +77,9 @@ impl S3Source {
     }
 
     fn spawn(&self, listed: Listed) -> Download {
-        let client = self.client.clone();
-        let location = self.location.clone();
+        let objects = self.objects.clone();
         self.rt
-            .spawn(async move { download_segment(&client, &location, &listed).await })
+            .spawn(async move { segments::download(&objects, &listed).await })
     }
 
     fn wait(&self, handle: Download) -> Result<(Footer, Vec<u8>)> {
@@ -163,7 +148,7 @@ impl S3Source {
             }
             outcome.records += footer.count;
             outcome.head_hash = footer.last_hash;
-            before = listed.key;
+            before = listed.key.to_string();
         }
     }
 }
