@@ -6,6 +6,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`front`] | [`Logbook`]: the embedded front door (recorder, store, server, S3, EventBridge) |
 //! | [`artifacts`] | `ArtifactStore`: sessions, collections, files with SHA-256, search, retention |
 //! | [`tracker`] | `ProgressTracker`: the embedded API for an upgrade's progress |
 //! | [`projection`] | the fold in SQLite (`state.sqlite`): checkpointed catch-up, views, search |
@@ -29,18 +30,18 @@
 //! a log file kept as an artifact of that task):
 //!
 //! ```
-//! use std::sync::Arc;
-//! use logbook::artifacts::{ArtifactQuery, ArtifactStore, NewArtifact};
+//! use logbook::Logbook;
+//! use logbook::artifacts::{ArtifactQuery, NewArtifact};
 //! use logbook::event::{ArtifactType, ProgressStatus, TaskType};
-//! use logbook::journal::JournalConfig;
-//! use logbook::recorder::Recorder;
-//! use logbook::tracker::ProgressTracker;
 //!
 //! let data = tempfile::tempdir()?;
-//! let recorder = Arc::new(Recorder::open(data.path(), JournalConfig::default())?);
+//! // One front door: the journal, the state, the artifact store and (when asked for with
+//! // `Logbook::builder(dir).serve(addr).s3(url).eventbridge(config)`) the server, S3 shipping
+//! // and EventBridge. Every call returns once its event is durable (`sync`, the default).
+//! let logbook = Logbook::open(data.path())?;
 //!
 //! // tracker = ProgressTracker(upgrade_id="upg-42"); tracker.start_upgrade(...)
-//! let tracker = ProgressTracker::new(recorder.clone(), "upg-42");
+//! let tracker = logbook.tracker("upg-42");
 //! tracker.start_upgrade("plan-1.30", "prod-eks", "Provision green", None)?;
 //! tracker.add_task("green", "Provision green cluster", TaskType::UpgradeStep, None)?;
 //! tracker.add_task("green-ng", "Create node groups", TaskType::UpgradeStep, Some("green"))?;
@@ -50,7 +51,7 @@
 //! assert_eq!(progress.tasks[0].effective_percentage, 50.0); // rolled up from the subtask
 //!
 //! // store.create_session(...); store.add_artifact(path, ArtifactType.LOG_FILE, tags=[...])
-//! let store = ArtifactStore::new(recorder.clone(), data.path().join("artifacts"));
+//! let store = logbook.artifacts();
 //! store.create_session("sess-1", "upg-42", "prod-eks")?;
 //! store.create_collection("sess-1", "logs", "Node group logs", Some("green-ng"))?;
 //! let log = data.path().join("ng.log");
@@ -74,6 +75,7 @@
 //! tracker.complete_task("green", None, None)?;
 //! tracker.complete_upgrade(Some("green is live"))?;
 //! assert_eq!(tracker.progress()?.expect("started").status, ProgressStatus::Completed);
+//! logbook.close()?; // flushed, fsynced, background tasks stopped
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -86,6 +88,7 @@ pub mod backoff;
 pub mod envelope;
 pub mod event;
 pub mod eventbridge;
+pub mod front;
 pub mod ingest;
 pub mod journal;
 pub mod live;
@@ -98,3 +101,5 @@ pub mod subscribe;
 pub mod timestamp;
 pub mod tracker;
 pub mod type_filter;
+
+pub use front::{Builder, Logbook, LogbookError};

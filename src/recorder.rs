@@ -484,8 +484,15 @@ impl Recorder {
         self.shutdown()
     }
 
+    /// [`Recorder::close`] through a shared reference (for an owner, such as
+    /// [`crate::Logbook`], whose recorder others may still hold): later records fail with
+    /// "closed"; a second call returns the first one's outcome again.
+    pub fn finish(&self) -> Result<(), RecordError> {
+        self.shutdown()
+    }
+
     fn shutdown(&self) -> Result<(), RecordError> {
-        let closed = self.shared.journal.finish();
+        let closed = self.shared.journal.finish_locked();
         if let Some(handle) = self
             .projector
             .lock()
@@ -495,6 +502,8 @@ impl Recorder {
         {
             crate::journal::quietly(|| tracing::error!("the projector thread panicked"));
         }
+        // The projection is written no more: the next writer may open the data dir.
+        self.shared.journal.unlock();
         Ok(closed?)
     }
 }

@@ -68,6 +68,11 @@ impl ArtifactError {
             _ => true,
         }
     }
+
+    /// Whether the recorder is out of service (the journal or the state failed).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ArtifactError::Record(e) if e.is_unavailable())
+    }
 }
 
 /// A file to add.
@@ -100,6 +105,8 @@ pub struct NewArtifact {
 pub struct ArtifactStore {
     recorder: Arc<Recorder>,
     root: PathBuf,
+    /// How long an artifact added without an `expires_at` is kept (none: forever).
+    keep_for: Option<std::time::Duration>,
 }
 
 impl ArtifactStore {
@@ -108,7 +115,20 @@ impl ArtifactStore {
         ArtifactStore {
             recorder,
             root: root.into(),
+            keep_for: None,
         }
+    }
+
+    /// This store, giving every artifact added without an `expires_at` one `keep_for` after
+    /// it is added ([`ArtifactStore::apply_retention`] deletes it then).
+    pub fn with_retention(mut self, keep_for: std::time::Duration) -> ArtifactStore {
+        self.keep_for = Some(keep_for);
+        self
+    }
+
+    /// How long an artifact added without an `expires_at` is kept, if not forever.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        self.keep_for
     }
 
     /// Where the store keeps the file of an artifact.
@@ -169,7 +189,7 @@ impl ArtifactStore {
             tags: new.tags.clone(),
             task_id: new.task_id.clone(),
             description: new.description.clone(),
-            expires_at: new.expires_at.clone(),
+            expires_at: new.expires_at.clone().or_else(|| self.default_expiry()),
         };
         let preflight = Event::ArtifactAdded(added.clone());
         preflight.validate().map_err(RecordError::from)?;
@@ -289,6 +309,18 @@ impl ArtifactStore {
             remove_if_present(&self.path_of(&artifact))?;
         }
         Ok(deleted)
+    }
+}
+
+impl ArtifactStore {
+    /// Now plus the store's retention, as RFC 3339, if it has one.
+    fn default_expiry(&self) -> Option<String> {
+        let keep_for = i64::try_from(self.keep_for?.as_micros()).unwrap_or(i64::MAX);
+        // At most the last second of year 9999 (RFC 3339's four-digit years).
+        let at = crate::timestamp::now_us()
+            .saturating_add(keep_for)
+            .min(253_402_300_799_000_000);
+        Some(crate::timestamp::format_us(at))
     }
 }
 

@@ -10,18 +10,20 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use logbook::artifacts::{ArtifactStore, NewArtifact};
-use logbook::event::{ArtifactType, ProgressStatus};
+use logbook::event::{ArtifactType, ProgressStatus, TaskType};
+use logbook::eventbridge::EventBridgeConfig;
 use logbook::journal::verify_dir;
-use logbook::recorder::{Recorder, parse_event};
-use logbook::server::{self, AppState};
-use serde_json::{Value, json};
+use logbook::recorder::RecordError;
+use logbook::server::ServeError;
+use logbook::tracker::ProgressTracker;
+use logbook::{Logbook, LogbookError};
+use serde_json::json;
 
-use super::{BadInput, Cli, background};
+use super::{BadInput, Cli};
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -58,12 +60,12 @@ struct Phase {
 struct Task {
     id: String,
     name: String,
-    task_type: &'static str,
+    task_type: TaskType,
     seconds: f64,
     subtasks: Vec<Task>,
 }
 
-fn task(id: &str, name: &str, task_type: &'static str, seconds: f64, subtasks: Vec<Task>) -> Task {
+fn task(id: &str, name: &str, task_type: TaskType, seconds: f64, subtasks: Vec<Task>) -> Task {
     Task {
         id: id.into(),
         name: name.into(),
@@ -74,7 +76,7 @@ fn task(id: &str, name: &str, task_type: &'static str, seconds: f64, subtasks: V
 }
 
 fn plan() -> Vec<Phase> {
-    let step = "upgrade_step";
+    let step = TaskType::UpgradeStep;
     let mut shift = Vec::new();
     for pct in [10, 25, 50, 75, 100] {
         shift.push(task(
@@ -98,7 +100,7 @@ fn plan() -> Vec<Phase> {
                     task(
                         "init-creds",
                         "Check AWS credentials",
-                        "validation",
+                        TaskType::Validation,
                         0.8,
                         vec![],
                     ),
@@ -112,20 +114,20 @@ fn plan() -> Vec<Phase> {
             tasks: vec![task(
                 "plan",
                 "Plan upgrade 1.29 -> 1.30",
-                "upgrade_plan",
+                TaskType::UpgradePlan,
                 2.5,
                 vec![
                     task(
                         "plan-addons",
                         "Check add-on compatibility",
-                        "validation",
+                        TaskType::Validation,
                         1.2,
                         vec![],
                     ),
                     task(
                         "plan-apis",
                         "Scan for deprecated APIs",
-                        "validation",
+                        TaskType::Validation,
                         1.3,
                         vec![],
                     ),
@@ -164,11 +166,23 @@ fn plan() -> Vec<Phase> {
             tasks: vec![task(
                 "validate",
                 "Validate green cluster",
-                "validation",
+                TaskType::Validation,
                 5.0,
                 vec![
-                    task("validate-smoke", "Smoke tests", "validation", 2.0, vec![]),
-                    task("validate-slo", "SLO checks", "validation", 3.0, vec![]),
+                    task(
+                        "validate-smoke",
+                        "Smoke tests",
+                        TaskType::Validation,
+                        2.0,
+                        vec![],
+                    ),
+                    task(
+                        "validate-slo",
+                        "SLO checks",
+                        TaskType::Validation,
+                        3.0,
+                        vec![],
+                    ),
                 ],
             )],
         },
@@ -189,7 +203,7 @@ fn plan() -> Vec<Phase> {
             tasks: vec![task(
                 "cleanup",
                 "Clean up temporary resources",
-                "cleanup",
+                TaskType::Cleanup,
                 2.0,
                 vec![],
             )],
@@ -197,8 +211,8 @@ fn plan() -> Vec<Phase> {
     ]
 }
 
-struct Run<'a> {
-    recorder: &'a Recorder,
+struct Run {
+    tracker: ProgressTracker,
     store: ArtifactStore,
     /// Where generated files are written before the store copies them in.
     scratch: PathBuf,
@@ -212,19 +226,10 @@ struct Run<'a> {
     log: Vec<String>,
 }
 
-impl Run<'_> {
-    fn record(&mut self, mut event: Value) -> anyhow::Result<()> {
-        if let Some(map) = event.as_object_mut() {
-            // Right after "type", as in DESIGN.md's examples.
-            map.shift_insert(
-                1,
-                "upgrade_id".into(),
-                Value::String(self.upgrade_id.clone()),
-            );
-        }
-        // Through the recorder: every demo event is validated like any producer's.
-        let event = parse_event(event.to_string().as_bytes())?;
-        self.recorder.record(&event)?;
+impl Run {
+    /// Counts one event recorded through the tracker (every one validated like any producer's).
+    fn counted<T>(&mut self, recorded: Result<T, RecordError>) -> anyhow::Result<()> {
+        recorded?;
         self.events += 1;
         Ok(())
     }
@@ -269,11 +274,8 @@ impl Run<'_> {
     }
 
     fn add(&mut self, t: &Task, parent: Option<&str>) -> anyhow::Result<()> {
-        let mut event = json!({"type": "task.added", "task_id": t.id, "name": t.name, "task_type": t.task_type});
-        if let (Some(parent), Some(map)) = (parent, event.as_object_mut()) {
-            map.insert("parent_id".into(), Value::String(parent.into()));
-        }
-        self.record(event)?;
+        let added = self.tracker.add_task(&t.id, &t.name, t.task_type, parent);
+        self.counted(added)?;
         for sub in &t.subtasks {
             self.add(sub, Some(&t.id))?;
         }
@@ -282,7 +284,8 @@ impl Run<'_> {
 
     /// Runs a task (subtasks first, in order); returns false if it failed.
     fn run_task(&mut self, t: &Task, fail: bool) -> anyhow::Result<bool> {
-        self.record(json!({"type": "task.started", "task_id": t.id}))?;
+        let started = self.tracker.start_task(&t.id);
+        self.counted(started)?;
         self.note(format!("[{}] started: {}", t.id, t.name));
         let bar = self
             .bars
@@ -302,7 +305,8 @@ impl Run<'_> {
                 if !self.run_task(sub, fail && last)? {
                     let error = format!("subtask {} failed", sub.id);
                     self.note(format!("[{}] FAILED: {error}", t.id));
-                    self.record(json!({"type": "task.failed", "task_id": t.id, "error": error}))?;
+                    let failed = self.tracker.fail_task(&t.id, &error);
+                    self.counted(failed)?;
                     bar.abandon_with_message(format!("{} — FAILED", t.name));
                     return Ok(false);
                 }
@@ -311,7 +315,8 @@ impl Run<'_> {
                 if fail && i + 2 == steps {
                     let error = "p99 latency 2.4 s exceeds the 500 ms SLO on green";
                     self.note(format!("[{}] FAILED: {error}", t.id));
-                    self.record(json!({"type": "task.failed", "task_id": t.id, "error": error}))?;
+                    let failed = self.tracker.fail_task(&t.id, error);
+                    self.counted(failed)?;
                     bar.abandon_with_message(format!("{} — FAILED", t.name));
                     return Ok(false);
                 }
@@ -320,18 +325,20 @@ impl Run<'_> {
             if pct < 100.0 {
                 let message = format!("{} ({}/{})", t.name, i + 1, steps);
                 self.note(format!("[{}] {pct:.0}% {message}", t.id));
-                self.record(
-                    json!({"type": "task.progress", "task_id": t.id, "percentage": pct,
-                    "message": message}),
-                )?;
+                let progressed = self
+                    .tracker
+                    .update_task_progress(&t.id, pct, Some(&message));
+                self.counted(progressed)?;
             }
             bar.set_position(pct as u64);
         }
         self.note(format!("[{}] completed", t.id));
-        self.record(
-            json!({"type": "task.completed", "task_id": t.id, "message": "done",
-            "metrics": {"duration_s": t.seconds}}),
-        )?;
+        let mut metrics = serde_json::Map::new();
+        metrics.insert("duration_s".into(), json!(t.seconds));
+        let completed = self
+            .tracker
+            .complete_task(&t.id, Some("done"), Some(metrics));
+        self.counted(completed)?;
         bar.finish_and_clear();
         Ok(true)
     }
@@ -459,70 +466,42 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    server::check_listen(args.listen, None).map_err(|e| BadInput(e.to_string()))?;
-    let config = cli.journal_config()?;
-    let max_record_bytes = config.record_bytes_max;
-    let runtime = server::runtime()?;
-    let listener = runtime
-        .block_on(server::bind(args.listen, None))
-        .map_err(|e| {
-            BadInput(format!(
-                "{e}: is another demo or serve running? `--listen 127.0.0.1:0` picks a free port"
-            ))
-        })?;
-    let addr = listener.local_addr()?;
-    let dir = cli.journal_dir();
-    let recorder = Arc::new(Recorder::open(&cli.data, config)?);
-    let shipper = match &args.s3 {
-        Some(location) => Some(background::start_shipper(
-            &runtime,
-            &cli.data,
-            &recorder,
-            location,
-            Duration::from_secs(10),
-        )?),
-        None => None,
-    };
-    let mut state = AppState::new(recorder.clone(), None, max_record_bytes, cli.data.clone());
-    state.shipping = shipper.as_ref().map(|(_, status)| status.clone());
-    let state = Arc::new(state);
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = runtime.spawn(server::serve(listener, state.clone(), async move {
-        let _ = server_stopped.await;
-    }));
-    out!("dashboard: http://{addr}/");
-    let eventbridge = match &args.eventbridge_bus {
-        Some(bus) => Some(background::start_eventbridge(
-            &runtime,
-            &cli.data,
-            &recorder,
-            &background::EventBridgeArgs {
-                bus,
-                source: "logbook",
-                types: logbook::eventbridge::consumer::DEFAULT_TYPES,
-            },
-        )?),
-        None => None,
-    };
-
-    let simulated = simulate(cli, args, &recorder, &phases);
-    let outcome = match simulated {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            let _ = stop_server.send(());
-            return Err(error);
-        }
-    };
-    let end_offset = recorder.journal().next_offset();
-
-    let mut shipped = None;
-    if let (Some((task, _)), Some(location)) = (shipper, &args.s3) {
-        task.stop(&runtime);
-        shipped = Some(ship_everything(cli, &runtime, &recorder, location)?);
+    let mut builder = Logbook::builder(&cli.data)
+        .journal_config(cli.journal_config()?)
+        .serve(args.listen);
+    if let Some(location) = &args.s3 {
+        builder = builder.s3(location.clone());
     }
+    if let Some(bus) = &args.eventbridge_bus {
+        builder = builder.eventbridge(EventBridgeConfig::new(bus));
+    }
+    let logbook = builder.open().map_err(|error| match error {
+        LogbookError::Serve(ServeError::Bind { .. }) => BadInput(format!(
+            "{error}: is another demo or serve running? `--listen 127.0.0.1:0` picks a free port"
+        ))
+        .into(),
+        error => super::serve::bad(error),
+    })?;
+    let addr = logbook
+        .local_addr()
+        .ok_or_else(|| anyhow::anyhow!("the dashboard server did not start"))?;
+    let dir = cli.journal_dir();
+    out!("dashboard: http://{addr}/");
+
+    let outcome = simulate(cli, args, &logbook, &phases)?;
+    let end_offset = logbook.journal().next_offset();
+
+    let shipped = match &args.s3 {
+        Some(_) => Some(
+            logbook
+                .ship_all(Duration::from_secs(120))
+                .map_err(super::serve::bad)?,
+        ),
+        None => None,
+    };
     let mut notified = None;
-    if let Some((task, metrics)) = eventbridge {
-        let sent = runtime.block_on(async {
+    if let Some(metrics) = logbook.eventbridge() {
+        let sent = logbook.runtime().block_on(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while metrics.committed.load(std::sync::atomic::Ordering::Relaxed) < end_offset
                 && tokio::time::Instant::now() < deadline
@@ -531,7 +510,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
             metrics.sent.load(std::sync::atomic::Ordering::Relaxed)
         });
-        task.stop(&runtime);
         notified = Some(sent);
     }
 
@@ -549,7 +527,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ),
         None => out!("upgrade {} completed", outcome.upgrade_id),
     }
-    if let Some(view) = recorder.upgrade(&outcome.upgrade_id)? {
+    if let Some(view) = logbook.recorder().upgrade(&outcome.upgrade_id)? {
         let done = view
             .tasks
             .iter()
@@ -597,18 +575,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     out!("  cargo run --release -p logbook-replay -- verify {data}");
     if !args.exit {
         out!("\ndashboard: http://{addr}/ (Ctrl-C to stop)");
-        runtime.block_on(super::serve::shutdown_signal());
+        logbook.run_until(super::serve::shutdown_signal())?;
     }
-    let _ = stop_server.send(());
-    if let Ok(Err(error)) = runtime.block_on(served) {
-        tracing::warn!(%error, "dashboard server");
-    }
-    drop(runtime);
-    drop(state);
-    match Arc::try_unwrap(recorder) {
-        Ok(recorder) => recorder.close()?,
-        Err(_) => tracing::warn!("recorder still shared at exit; closing it on drop"),
-    }
+    logbook.close().map_err(super::serve::bad)?;
     Ok(if report.is_ok() {
         ExitCode::SUCCESS
     } else {
@@ -627,14 +596,14 @@ struct Outcome {
     failed: Option<(&'static str, String)>,
 }
 
-/// Runs the plan through the recorder and the artifact store.
+/// Runs the plan through the typed tracker and the artifact store.
 fn simulate(
     cli: &Cli,
     args: &Args,
-    recorder: &Arc<Recorder>,
+    logbook: &Logbook,
     phases: &[Phase],
 ) -> anyhow::Result<Outcome> {
-    let start_offset = recorder.journal().next_offset();
+    let start_offset = logbook.journal().next_offset();
     let upgrade_id = format!("upgrade-{}", logbook::timestamp::now_us());
     let session_id = format!("session-{}", logbook::timestamp::now_us());
     let scratch = cli.data.join("demo-scratch");
@@ -645,8 +614,8 @@ fn simulate(
         "{prefix:>18} [{bar:30.cyan/blue}] {pos}/{len} phases",
     )?);
     let mut run = Run {
-        recorder,
-        store: ArtifactStore::new(recorder.clone(), cli.data.join("artifacts")),
+        tracker: logbook.tracker(upgrade_id.clone()),
+        store: logbook.artifacts(),
         scratch: scratch.clone(),
         upgrade_id: upgrade_id.clone(),
         session_id: session_id.clone(),
@@ -656,11 +625,17 @@ fn simulate(
         events: 0,
         log: Vec::new(),
     };
-    run.record(
-        json!({"type": "upgrade.started", "plan_id": "plan-eks-1.30", "cluster_name": "prod-eks",
-        "phase": phases.first().map_or("", |p| p.name),
-        "metadata": {"strategy": "blue/green", "from_version": "1.29", "to_version": "1.30"}}),
-    )?;
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("strategy".into(), json!("blue/green"));
+    metadata.insert("from_version".into(), json!("1.29"));
+    metadata.insert("to_version".into(), json!("1.30"));
+    let started = run.tracker.start_upgrade(
+        "plan-eks-1.30",
+        "prod-eks",
+        phases.first().map_or("", |p| p.name),
+        Some(metadata),
+    );
+    run.counted(started)?;
     for phase in phases {
         for t in &phase.tasks {
             run.add(t, None)?;
@@ -688,7 +663,8 @@ fn simulate(
     for (i, phase) in phases.iter().enumerate() {
         run.overall.set_prefix(phase.name);
         if i > 0 {
-            run.record(json!({"type": "upgrade.phase_changed", "phase": phase.name}))?;
+            let changed = run.tracker.change_phase(phase.name);
+            run.counted(changed)?;
         }
         let fail = args.fail_at.as_deref() == Some(phase.slug);
         for t in &phase.tasks {
@@ -709,7 +685,7 @@ fn simulate(
         let rollback = task(
             "rollback",
             "Roll back: shift traffic to blue",
-            "rollback",
+            TaskType::Rollback,
             3.0,
             vec![],
         );
@@ -725,12 +701,15 @@ fn simulate(
             &log,
         )?;
         artifacts += 1;
-        run.record(json!({"type": "upgrade.failed", "error": format!("{phase} failed ({task_id}); rolled back to blue")}))?;
+        let error = format!("{phase} failed ({task_id}); rolled back to blue");
+        let failed_upgrade = run.tracker.fail_upgrade(&error);
+        run.counted(failed_upgrade)?;
         run.overall.abandon_with_message("failed");
     } else {
-        run.record(
-            json!({"type": "upgrade.completed", "message": "prod-eks now runs 1.30 on green"}),
-        )?;
+        let completed = run
+            .tracker
+            .complete_upgrade(Some("prod-eks now runs 1.30 on green"));
+        run.counted(completed)?;
         run.overall.finish();
     }
     let _ = std::fs::remove_dir(&scratch);
@@ -742,17 +721,4 @@ fn simulate(
         artifacts,
         failed,
     })
-}
-
-/// Ships everything (artifacts, then every segment after sealing the active one); the shipped
-/// end.
-fn ship_everything(
-    cli: &Cli,
-    runtime: &tokio::runtime::Runtime,
-    recorder: &Arc<Recorder>,
-    location: &logbook::s3::S3Location,
-) -> anyhow::Result<u64> {
-    let mut shipper = background::open_shipper(runtime, &cli.data, recorder, location)?;
-    let report = runtime.block_on(shipper.ship_all(Duration::from_secs(120), &mut |_| {}))?;
-    Ok(report.next_offset)
 }

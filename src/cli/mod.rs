@@ -23,7 +23,6 @@ macro_rules! note {
 
 mod artifacts;
 mod aws;
-mod background;
 mod demo;
 mod events;
 mod rebuild;

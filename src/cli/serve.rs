@@ -9,17 +9,19 @@
 //! stopped after the server on shutdown. With `--s3 s3://bucket/prefix` it ships sealed segments
 //! and artifacts (src/s3/ship.rs) the same way, its state under `shipping` in `/v1/health`.
 //! Whatever S3 or EventBridge are doing, SIGTERM ends the process within a few seconds: the
-//! background tasks get [`background::STOP_WAIT`] together, then are abandoned.
+//! background tasks get [`logbook::front::background::STOP_WAIT`] together, then are
+//! abandoned. All of it is the embedded [`Logbook`]; this file only maps flags to its builder.
 
+use logbook::eventbridge::EventBridgeConfig;
+use logbook::front::{FollowOptions, ServerOptions, ShipOptions};
+use logbook::server;
+use logbook::type_filter::TypeFilter;
+use logbook::{Logbook, LogbookError};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use logbook::recorder::Recorder;
-use logbook::server::{self, AppState, ServeError};
-
-use super::{BadInput, Cli, background};
+use super::{BadInput, Cli};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -105,7 +107,8 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-fn bad(error: ServeError) -> anyhow::Error {
+/// A facade error for the exit code: [`BadInput`] (2) when the input is at fault, else 1.
+pub fn bad(error: LogbookError) -> anyhow::Error {
     if error.is_bad_input() {
         BadInput(error.to_string()).into()
     } else {
@@ -114,92 +117,58 @@ fn bad(error: ServeError) -> anyhow::Error {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    // Refuse before opening (and locking) anything.
-    server::check_listen(args.listen, args.token.as_deref()).map_err(bad)?;
     let config = cli.journal_config()?;
-    let max_record_bytes = config.record_bytes_max;
-    let runtime = server::runtime()?;
-    let follower = match &args.follow {
-        Some(location) => Some(start_following(cli, args, &runtime, location)?),
-        None => None,
-    };
-    let recorder = Arc::new(match follower {
-        Some(_) => Recorder::open_replica(&cli.data, config)?,
-        None => Recorder::open(&cli.data, config)?,
-    });
-    let shipper = match &args.s3 {
-        Some(location) => Some(background::start_shipper(
-            &runtime,
-            &cli.data,
-            &recorder,
-            location,
-            args.ship_interval,
-        )?),
-        None => None,
-    };
-    let mut state = AppState::new(
-        recorder.clone(),
-        args.token.clone(),
-        max_record_bytes,
-        cli.data.clone(),
-    );
-    state.shipping = shipper.as_ref().map(|(_, status)| status.clone());
-    state.streams = server::stream::Streams::with_stall_limit(std::time::Duration::from_secs_f64(
-        args.ws_stall_limit,
-    ));
-    let state = Arc::new(state.with_limits(server::Limits {
-        header_timeout: args.header_timeout,
-        idle_timeout: args.idle_timeout,
-        connections_max: args.max_connections,
-        ingests_max: args.max_ingests,
-        ingest_wait: args.ingest_wait,
-        stream_readers_max: args.max_stream_readers,
-    }));
-    let following = follower.map(|follower| {
-        let (state, interval) = (state.clone(), args.poll_interval);
-        background::Task::spawn(&runtime, "follower", move |stopped| {
-            follow(follower, state, interval, stopped)
-        })
-    });
-    let eventbridge = match &args.eventbridge_bus {
-        Some(bus) => {
-            let eb = background::EventBridgeArgs {
-                bus,
-                source: &args.eventbridge_source,
-                types: &args.eventbridge_types,
-            };
-            Some(background::start_eventbridge(&runtime, &cli.data, &recorder, &eb)?.0)
-        }
-        None => None,
-    };
-    let served = runtime.block_on(async {
-        let listener = server::bind(args.listen, args.token.as_deref())
-            .await
-            .map_err(bad)?;
-        let addr = listener.local_addr()?;
-        {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "listening on http://{addr}")?;
-            out.flush()?;
-        }
-        server::serve(listener, state.clone(), shutdown_signal())
-            .await
-            .map_err(bad)
-    });
-    // Stop the background tasks, together and within a bound (the EventBridge checkpoint stays
-    // at the last accepted entry; the shipper's at the last segment uploaded).
-    let tasks = [eventbridge, following, shipper.map(|(task, _)| task)];
-    background::stop_all(&runtime, tasks.into_iter().flatten().collect());
-    // Whatever happened, close the journal cleanly and let the projection catch up with it (the
-    // runtime is gone first: no request can still be recording; a blocking call an abandoned
-    // task started is not waited for long).
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    drop(state);
-    match Arc::try_unwrap(recorder) {
-        Ok(recorder) => recorder.close()?,
-        Err(_) => tracing::warn!("recorder still shared at shutdown; closing it on drop"),
+    let mut builder = Logbook::builder(&cli.data)
+        .journal_config(config)
+        .server(ServerOptions {
+            listen: args.listen,
+            token: args.token.clone(),
+            limits: server::Limits {
+                header_timeout: args.header_timeout,
+                idle_timeout: args.idle_timeout,
+                connections_max: args.max_connections,
+                ingests_max: args.max_ingests,
+                ingest_wait: args.ingest_wait,
+                stream_readers_max: args.max_stream_readers,
+            },
+            ws_stall_limit: std::time::Duration::from_secs_f64(args.ws_stall_limit),
+        });
+    if let Some(location) = &args.s3 {
+        builder = builder.ship(ShipOptions {
+            location: location.clone(),
+            interval: args.ship_interval,
+        });
     }
-    served?;
+    if let Some(location) = &args.follow {
+        builder = builder.follow(FollowOptions {
+            location: location.clone(),
+            poll_interval: args.poll_interval,
+        });
+    }
+    if let Some(bus) = &args.eventbridge_bus {
+        let mut config = EventBridgeConfig::new(bus);
+        config.source = args.eventbridge_source.clone();
+        config.detail_types = TypeFilter::parse(&args.eventbridge_types).map_err(BadInput)?;
+        builder = builder.eventbridge(config);
+    }
+    let logbook = builder.open().map_err(bad)?;
+    if let (Some(report), Some(location)) = (logbook.restored(), &args.follow) {
+        note!(
+            "restored {} record(s) from {location}; following it every {:?}",
+            report.next_offset,
+            args.poll_interval
+        );
+    }
+    if let Some(addr) = logbook.local_addr() {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    // Until Ctrl-C/SIGTERM (or the server fails); then the server drains, the background tasks
+    // stop within a bound, and the journal is closed with the projection caught up.
+    let served = logbook.run_until(shutdown_signal());
+    logbook.close().map_err(bad)?;
+    served.map_err(bad)?;
     note!("stopped; journal closed");
     Ok(ExitCode::SUCCESS)
 }
@@ -225,69 +194,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
-    }
-}
-
-/// Restores `location` into an empty data dir, or resumes a follower's data dir.
-fn start_following(
-    cli: &Cli,
-    args: &Args,
-    runtime: &tokio::runtime::Runtime,
-    location: &logbook::s3::S3Location,
-) -> anyhow::Result<logbook::s3::Follower> {
-    let sdk = super::aws::sdk_config(runtime, "--follow")?;
-    let client = logbook::s3::client(&sdk);
-    let has_journal = std::fs::read_dir(cli.journal_dir()).is_ok_and(|mut d| d.next().is_some());
-    let follower = if has_journal {
-        logbook::s3::Follower::resume(&client, location, &cli.data, 4)
-            .map_err(super::aws::s3_error)?
-    } else {
-        let (report, follower) = runtime.block_on(logbook::s3::restore(
-            &client,
-            location,
-            &cli.data,
-            &logbook::s3::RestoreOptions::default(),
-            &mut |_| {},
-            &mut |_| {},
-        ))?;
-        note!(
-            "restored {} record(s) from {location}; following it every {:?}",
-            report.next_offset,
-            args.poll_interval
-        );
-        follower
-    };
-    Ok(follower)
-}
-
-/// Polls the prefix and makes what the follower applied visible to the server (views,
-/// streams, projection) until `stop`.
-async fn follow(
-    mut follower: logbook::s3::Follower,
-    state: Arc<AppState>,
-    interval: std::time::Duration,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(), logbook::s3::S3Error> {
-    loop {
-        match follower.poll_segments().await {
-            Ok(0) => {}
-            Ok(applied) => {
-                let state = state.clone();
-                let refreshed = tokio::task::spawn_blocking(move || state.recorder.refresh()).await;
-                match refreshed {
-                    Ok(Ok(end)) => tracing::info!(applied, next_offset = end, "follow: applied"),
-                    Ok(Err(error)) => tracing::error!(%error, "follow: refresh failed"),
-                    Err(error) => tracing::error!(%error, "follow: refresh task failed"),
-                }
-            }
-            Err(error) if error.is_transient() => {
-                tracing::warn!(%error, "follow: poll failed; will retry");
-            }
-            Err(error) => return Err(error),
-        }
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            () = tokio::time::sleep(interval) => {}
-        }
     }
 }

@@ -116,7 +116,7 @@ pub struct Journal {
     threads: Mutex<Vec<JoinHandle<()>>>,
     report: RecoveryReport,
     access: Access,
-    _lock: Option<Box<dyn DirGuard>>,
+    lock: Mutex<Option<Box<dyn DirGuard>>>,
 }
 
 impl Journal {
@@ -216,7 +216,7 @@ impl Journal {
             threads: Mutex::new(threads),
             report: recovered.report,
             access: Access::Writer,
-            _lock: Some(lock),
+            lock: Mutex::new(Some(lock)),
         };
         // Segments left unsealed by a crash are sealed first. Sent from here (not before the
         // flusher exists) so a full queue can never block open: the sealer is running.
@@ -310,7 +310,7 @@ impl Journal {
             threads: Mutex::new(Vec::new()),
             report: recovered.report,
             access,
-            _lock: None,
+            lock: Mutex::new(None),
         })
     }
 
@@ -528,7 +528,26 @@ impl Journal {
     /// [`Journal::close`] for a journal that is shared: the same, through `&self`. Appends fail
     /// afterwards with [`JournalError::Closed`]; readers still read what was committed.
     pub fn finish(&self) -> Result<()> {
+        let finished = self.shutdown();
+        self.unlock();
+        finished
+    }
+
+    /// Like [`Journal::finish`], but keeps the directory locked until [`Journal::unlock`]
+    /// (for an owner that still writes derived files, such as the recorder's projector).
+    pub(crate) fn finish_locked(&self) -> Result<()> {
         self.shutdown()
+    }
+
+    /// Releases the writer lock of a finished journal: the directory is free for the next
+    /// writer, even while handles on this closed journal (readers, shared owners) live on.
+    pub(crate) fn unlock(&self) {
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     fn shutdown(&self) -> Result<()> {
