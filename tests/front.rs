@@ -344,3 +344,52 @@ fn dropping_it_while_s3_stalls_does_not_hang() {
     reopened.close().unwrap();
     assert!(tracker.change_phase("later").is_err());
 }
+
+#[test]
+fn a_server_started_later_streams_live_events_to_a_plain_websocket_client_on_the_root() {
+    use futures_util::StreamExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let logbook = Logbook::open(tmp.path()).unwrap();
+    assert!(logbook.local_addr().is_none());
+    let addr = logbook
+        .start_server(logbook::front::ServerOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    assert_eq!(logbook.local_addr(), Some(addr));
+    // The page is still there for a browser.
+    let page = ureq::get(format!("http://{addr}/")).call().unwrap();
+    assert_eq!(page.status(), 200);
+    let rt = support::s3::runtime();
+    let (mut socket, _) = rt
+        .block_on(tokio_tungstenite::connect_async(format!("ws://{addr}/")))
+        .unwrap();
+    let tracker = started_upgrade(&logbook, "u-1");
+    tracker
+        .update_task_progress("t", 40.0, Some("live"))
+        .unwrap();
+    // From `latest`: the first frames are what was recorded after connecting.
+    let frame = rt.block_on(async {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if message.is_text() {
+                let v: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+                if v["type"] == "task.progress" {
+                    return v;
+                }
+            }
+        }
+    });
+    assert_eq!(frame["message"], "live");
+    logbook.stop_server().unwrap();
+    assert!(logbook.local_addr().is_none());
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still listening"
+    );
+    logbook.close().unwrap();
+}

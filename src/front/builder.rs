@@ -16,13 +16,13 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use super::background::{self, Task};
-use super::{Logbook, LogbookError, Rt, Running, Server};
+use super::{Logbook, LogbookError, Rt, Running};
 use crate::artifacts::ArtifactStore;
 use crate::eventbridge::EventBridgeConfig;
 use crate::journal::{Durability, JournalConfig};
 use crate::recorder::Recorder;
 use crate::s3::{RestoreOptions, S3Location};
-use crate::server::{self, AppState, Limits};
+use crate::server::{self, Limits};
 use crate::subscribe::Callbacks;
 
 /// The HTTP/WebSocket server's settings.
@@ -246,7 +246,6 @@ impl Builder {
         let mut logbook = Logbook {
             recorder: recorder.clone(),
             artifacts: artifacts.clone(),
-            addr: None,
             shipping: None,
             ship_to: match (&self.ship, &sdk) {
                 (Some(ship), Some(sdk)) => Some((ship.location.clone(), sdk.clone())),
@@ -312,25 +311,7 @@ impl Builder {
         }
         started?;
         if let (Some(listener), Some(options)) = (listener, &self.server) {
-            let addr = listener
-                .local_addr()
-                .map_err(|source| server::ServeError::Bind {
-                    addr: options.listen,
-                    source,
-                })?;
-            let state = Arc::new(self.app_state(&recorder, options, &logbook));
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let served = handle.spawn(server::serve(listener, state.clone(), async move {
-                let _ = stopped.await;
-            }));
-            logbook.addr = Some(addr);
-            if let Some(running) = logbook.running.get_mut().ok().and_then(|r| r.as_mut()) {
-                running.server = Some(Server {
-                    state,
-                    stop,
-                    served,
-                });
-            }
+            logbook.serve_on(listener, options)?;
         }
         Ok(logbook)
     }
@@ -357,23 +338,6 @@ impl Builder {
         } else {
             "EventBridge"
         }
-    }
-
-    fn app_state(
-        &self,
-        recorder: &Arc<Recorder>,
-        options: &ServerOptions,
-        logbook: &Logbook,
-    ) -> AppState {
-        let mut state = AppState::new(
-            recorder.clone(),
-            options.token.clone(),
-            self.journal.record_bytes_max,
-            self.data_dir.clone(),
-        );
-        state.shipping = logbook.shipping.clone();
-        state.streams = server::stream::Streams::with_stall_limit(options.ws_stall_limit);
-        state.with_limits(options.limits)
     }
 }
 

@@ -109,6 +109,7 @@ impl Rt {
 /// The running HTTP/WebSocket server.
 #[derive(Debug)]
 struct Server {
+    addr: SocketAddr,
     state: Arc<AppState>,
     stop: oneshot::Sender<()>,
     served: JoinHandle<Result<(), ServeError>>,
@@ -127,7 +128,6 @@ struct Running {
 pub struct Logbook {
     recorder: Arc<Recorder>,
     artifacts: ArtifactStore,
-    addr: Option<SocketAddr>,
     shipping: Option<Arc<ShipStatus>>,
     /// Where shipping goes, and the AWS configuration it uses (for [`Logbook::ship_all`]).
     ship_to: Option<(crate::s3::S3Location, aws_config::SdkConfig)>,
@@ -175,7 +175,81 @@ impl Logbook {
 
     /// Where the HTTP/WebSocket server listens (its real port), if one runs.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.addr
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.addr)
+    }
+
+    /// Starts the HTTP API, WebSocket stream and dashboard on `options.listen` (e.g. on demand,
+    /// as the original system's `start_websocket_server`); where it listens. Refused if one
+    /// already runs.
+    pub fn start_server(&self, options: ServerOptions) -> Result<SocketAddr, LogbookError> {
+        if self.local_addr().is_some() {
+            return Err(LogbookError::Config(
+                "a server already runs; stop it first".into(),
+            ));
+        }
+        let handle = self.runtime();
+        let listener = builder::on(&handle, async {
+            crate::server::bind(options.listen, options.token.as_deref()).await
+        })?;
+        self.serve_on(listener, &options)
+    }
+
+    /// Serves on a bound listener (see [`Logbook::start_server`]).
+    fn serve_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        options: &ServerOptions,
+    ) -> Result<SocketAddr, LogbookError> {
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+        let mut state = AppState::new(
+            self.recorder.clone(),
+            options.token.clone(),
+            self.journal().config().record_bytes_max,
+            self.recorder.data_dir().to_path_buf(),
+        );
+        state.shipping = self.shipping.clone();
+        state.streams = crate::server::stream::Streams::with_stall_limit(options.ws_stall_limit);
+        let state = Arc::new(state.with_limits(options.limits));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = self.runtime();
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(running) = running.as_mut() else {
+            return Err(RecordError::from(crate::journal::JournalError::Closed).into());
+        };
+        let served = handle.spawn(crate::server::serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        running.server = Some(Server {
+            addr,
+            state,
+            stop,
+            served,
+        });
+        Ok(addr)
+    }
+
+    /// Stops the server, if one runs: no new connections, in-flight requests finish, streams
+    /// are closed with 1001. The journal and everything else go on.
+    pub fn stop_server(&self) -> Result<(), LogbookError> {
+        let server = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .and_then(|r| r.server.take());
+        if let Some(server) = server {
+            let handle = self.runtime();
+            builder::on(&handle, stop_server(server));
+        }
+        Ok(())
     }
 
     /// What shipping to S3 is doing, if it runs.
@@ -398,18 +472,23 @@ async fn stop_running(running: Running) {
         mut callbacks,
     } = running;
     if let Some(server) = server {
-        let _ = server.stop.send(());
-        match server.served.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => crate::journal::quietly(|| tracing::warn!(%error, "server")),
-            Err(error) => crate::journal::quietly(|| tracing::error!(%error, "server panicked")),
-        }
-        // The handlers' shared state (and its recorder handle) goes with the server.
-        drop(server.state);
+        stop_server(server).await;
     }
     let stopping = tokio::task::spawn_blocking(move || callbacks.stop());
     background::stop_all(tasks).await;
     let _ = stopping.await;
+}
+
+/// Signals the server to stop and waits until it has drained.
+async fn stop_server(server: Server) {
+    let _ = server.stop.send(());
+    match server.served.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => crate::journal::quietly(|| tracing::warn!(%error, "server")),
+        Err(error) => crate::journal::quietly(|| tracing::error!(%error, "server panicked")),
+    }
+    // The handlers' shared state (and its recorder handle) goes with the server.
+    drop(server.state);
 }
 
 impl Drop for Logbook {

@@ -78,13 +78,14 @@ pub fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
         .is_some_and(|given| credential_matches(given, token))
 }
 
-/// Whether the request is for `GET /v1/stream` or an artifact download with `?token=<token>`:
+/// Whether the request is for `GET /v1/stream` (or its alias, a WebSocket on `/`) or an
+/// artifact download with `?token=<token>`:
 /// browsers cannot set headers on a WebSocket or a link, so those routes (only) also take the
 /// token as a query parameter, compared exactly like the header's (see the module docs).
 pub fn query_token_matches(uri: &axum::http::Uri, token: &str) -> bool {
     let path = uri.path();
     let download = path.starts_with("/v1/artifacts/") && path.ends_with("/download");
-    if path != "/v1/stream" && !download {
+    if path != "/v1/stream" && path != "/" && !download {
         return false;
     }
     let Ok(axum::extract::Query(params)) =
@@ -104,7 +105,11 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let public = request.uri().path() == "/" && request.method() == axum::http::Method::GET;
+    // The page is public; a WebSocket upgrade on `/` (the live stream, for the original
+    // system's clients) is not.
+    let upgrading = request.headers().contains_key(header::UPGRADE);
+    let public =
+        request.uri().path() == "/" && request.method() == axum::http::Method::GET && !upgrading;
     if let Some(token) = state.token.as_deref()
         && !public
         && !bearer_matches(request.headers().get(header::AUTHORIZATION), token)

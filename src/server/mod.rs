@@ -185,7 +185,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/upgrades", get(views::upgrades))
         .route("/v1/upgrades/{id}", get(views::upgrade))
         .route("/v1/sessions/{id}", get(views::session))
-        .route("/", get(dashboard::page))
+        .route("/", get(root))
         .route("/v1/artifacts", get(views::artifacts))
         .route("/v1/artifacts/{id}/download", get(dashboard::download))
         .route("/v1/stream", get(stream::stream))
@@ -197,6 +197,23 @@ pub fn router(state: Arc<AppState>) -> Router {
             auth::require_token,
         ))
         .with_state(state)
+}
+
+/// `GET /`: the dashboard page, or, for a WebSocket upgrade, the live stream exactly as
+/// `/v1/stream` (same query; from `latest` by default), so a plain WebSocket client of the
+/// original system connecting to `ws://HOST:PORT/` gets the live events.
+async fn root(
+    state: axum::extract::State<Arc<AppState>>,
+    uri: Uri,
+    upgrade: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> axum::response::Response {
+    match upgrade {
+        Ok(upgrade) => stream::stream(state, uri, Ok(upgrade)).await,
+        Err(_) => dashboard::page().await,
+    }
 }
 
 async fn not_found(uri: Uri) -> ApiError {

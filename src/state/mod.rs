@@ -148,7 +148,9 @@ impl State {
                         id: e.session_id.clone(),
                     });
                 }
-                self.upgrade(&e.upgrade_id).map(|_| Verdict::Fresh)
+                // The upgrade may be recorded elsewhere: an artifact store can keep its own
+                // journal, apart from the tracker's (as the original system's two classes did).
+                Ok(Verdict::Fresh)
             }
             Event::CollectionCreated(e) => {
                 let session = self.session(&e.session_id)?;
@@ -244,7 +246,11 @@ impl State {
         let Some(task_id) = task_id else {
             return Ok(Verdict::Fresh);
         };
-        match self.upgrade(&session.upgrade_id)?.task(task_id) {
+        // A task of an upgrade recorded in another journal cannot be checked here.
+        let Some(upgrade) = self.upgrades.get(&session.upgrade_id) else {
+            return Ok(Verdict::Fresh);
+        };
+        match upgrade.task(task_id) {
             Some(_) => Ok(Verdict::Fresh),
             None => Err(Refusal::UnknownTask {
                 upgrade_id: session.upgrade_id.clone(),

@@ -72,3 +72,22 @@ pub enum Refusal {
     #[error("{0} events are written by the journal itself and cannot be recorded")]
     System(&'static str),
 }
+
+impl Refusal {
+    /// The machine-readable code of this refusal (HTTP `{"code"}`, Python `RefusedError.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::UnknownUpgrade(_) => "unknown_upgrade",
+            Refusal::UnknownTask { .. } => "unknown_task",
+            Refusal::UnknownParent { .. } => "unknown_parent",
+            Refusal::ParentCycle(_) => "invalid",
+            Refusal::UnknownSession(_) => "unknown_session",
+            Refusal::UnknownCollection { .. } => "unknown_collection",
+            Refusal::UnknownArtifact(_) => "unknown_artifact",
+            Refusal::Duplicate { .. } => "duplicate_id",
+            Refusal::Terminal { .. } => "terminal_status",
+            Refusal::Transition { .. } => "invalid_transition",
+            Refusal::System(_) => "system_event",
+        }
+    }
+}
