@@ -66,6 +66,23 @@ impl RecordError {
         matches!(self, RecordError::Invalid(_) | RecordError::Refused(_))
     }
 
+    /// The machine-readable code of a refusal (`unknown_task`, `duplicate_id`,
+    /// `terminal_status`, `out_of_range`, `invalid`, ...; see [`Refusal::code`]), or `None`
+    /// for a failure (the journal or the state), which is not the input's fault.
+    pub fn code(&self) -> Option<&'static str> {
+        use crate::event::{EventError, FieldProblem};
+        match self {
+            RecordError::Refused(refusal) => Some(refusal.code()),
+            RecordError::Invalid(EventError::Field {
+                problem: FieldProblem::NotFinite(_) | FieldProblem::OutOfRange { .. },
+                ..
+            }) => Some("out_of_range"),
+            RecordError::Invalid(EventError::Reserved { .. }) => Some("system_event"),
+            RecordError::Invalid(_) => Some("invalid"),
+            RecordError::Journal(_) | RecordError::Poisoned(_) | RecordError::State(_) => None,
+        }
+    }
+
     /// Whether the recorder is out of service (HTTP 503): the journal or the state failed.
     pub fn is_unavailable(&self) -> bool {
         !self.is_bad_input()

@@ -334,6 +334,22 @@ impl Logbook {
         self.with_callbacks(|callbacks| callbacks.on_event(name, sub, f))
     }
 
+    /// Runs `f(delivery)` for every record from `from` that `filter` matches (the record as
+    /// stored, with its envelope: offset, timestamp), as [`Logbook::on_event`].
+    pub fn on_record<F>(
+        &self,
+        name: &str,
+        from: From,
+        filter: EventFilter,
+        f: F,
+    ) -> Result<(), LogbookError>
+    where
+        F: FnMut(&crate::subscribe::Delivery) + Send + 'static,
+    {
+        let sub = self.subscribe(from, filter)?;
+        self.with_callbacks(|callbacks| callbacks.on_record(name, sub, f))
+    }
+
     /// Runs `f(change)` for every task or upgrade status change from `from`, as
     /// [`Logbook::on_event`].
     pub fn on_status<F>(

@@ -158,6 +158,15 @@ impl Callbacks {
         )
     }
 
+    /// Runs `f(delivery)` for every record `sub` delivers (the record as stored, with its
+    /// typed event), on a thread of its own, starting now.
+    pub fn on_record<F>(&mut self, name: &str, sub: Subscription, f: F) -> Result<()>
+    where
+        F: FnMut(&Delivery) + Send + 'static,
+    {
+        self.spawn(name, sub, Box::new(f))
+    }
+
     /// Runs `f(change)` for every task/upgrade status transition among the events `sub`
     /// delivers (e.g. a filter `task.completed,task.failed,upgrade.*` narrows it further).
     pub fn on_status<F>(&mut self, name: &str, sub: Subscription, mut f: F) -> Result<()>
