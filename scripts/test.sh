@@ -24,6 +24,13 @@ if ! cmp -s tools/requirements-moto.txt .venv/requirements-moto.installed; then
     cp tools/requirements-moto.txt .venv/requirements-moto.installed
 fi
 
+# The Python package (python/, PyO3 + maturin) and its pytest suite's tools, same stamp scheme;
+# the package itself is rebuilt and reinstalled every run (it is the code under test).
+if ! cmp -s tools/requirements-python.txt .venv/requirements-python.installed; then
+    .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements-python.txt
+    cp tools/requirements-python.txt .venv/requirements-python.installed
+fi
+
 echo "== headless Chromium for tests/dashboard.rs (Debian packages chromium, chromium-driver)"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     SUDO=""
@@ -35,3 +42,7 @@ fi
 
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== python package: pip install ./python into .venv, then its pytest suite"
+.venv/bin/pip install -q --disable-pip-version-check --no-build-isolation ./python
+.venv/bin/python -m pytest -q python/tests

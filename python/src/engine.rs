@@ -27,6 +27,10 @@ use crate::registry::{self, Refused, Settings, Shared};
 #[pyclass(module = "logbook._native", frozen)]
 pub struct Engine {
     shared: Mutex<Option<Arc<Shared>>>,
+    /// This handle's S3 location and AWS configuration (explicit uploads, pre-signed URLs).
+    s3: Option<(S3Location, aws_config::SdkConfig)>,
+    /// How long this handle's artifacts are kept (their `expires_at`), if not forever.
+    keep_for: Option<Duration>,
 }
 
 fn durability(text: &str) -> PyResult<Durability> {
@@ -87,22 +91,26 @@ pub fn open(
         }
         None => None,
     };
+    let background_aws = auto_upload && location.is_some() || eventbridge_bus.is_some();
     let settings = Settings {
         durability: durability.to_string(),
-        s3: s3.clone(),
-        ship: auto_upload && s3.is_some(),
+        ship: s3.clone().filter(|_| auto_upload),
         eventbridge_bus: eventbridge_bus.clone(),
-        aws_region: aws_region.clone(),
-        retention_days: retention_days.map(|d| d.to_string()),
+        aws_region: aws_region.clone().filter(|_| background_aws),
+    };
+    let aws = match location.is_some() || eventbridge_bus.is_some() {
+        true => Some(
+            py.detach(|| load_aws(aws_region.clone()))
+                .map_err(from_logbook)?,
+        ),
+        false => None,
     };
     let shared = py.detach(|| {
         registry::engine(&path, settings, |dir| {
-            let needs_aws = location.is_some() || eventbridge_bus.is_some();
-            let aws = match needs_aws {
-                true => Some(load_aws(aws_region)?),
-                false => None,
-            };
-            let mut builder = Logbook::builder(dir).durability(policy);
+            // Expired artifacts (each handle gives its own their expiry) are deleted hourly.
+            let mut builder = Logbook::builder(dir)
+                .durability(policy)
+                .retention_sweep(Duration::from_secs(3600));
             if let Some(sdk) = &aws {
                 builder = builder.aws(sdk.clone());
             }
@@ -112,19 +120,21 @@ pub fn open(
             if let Some(bus) = &eventbridge_bus {
                 builder = builder.eventbridge(logbook::eventbridge::EventBridgeConfig::new(bus));
             }
-            if let Some(keep_for) = keep_for {
-                builder = builder.retention(keep_for);
-            }
-            Ok((builder.open()?, aws))
+            builder.open()
         })
     });
     match shared {
         Ok(shared) => Ok(Engine {
             shared: Mutex::new(Some(shared)),
+            s3: location.zip(aws),
+            keep_for,
         }),
         Err(Refused::Settings(reason)) => Err(refused("settings_differ", reason)),
         Err(Refused::Open(error)) => Err(from_logbook(error)),
-        Err(Refused::Io(error)) => Err(failed(Some("io"), format!("{}: {error}", path.display()))),
+        Err(Refused::Io(error)) => Err(failed(
+            Some("io"),
+            format!("{}: {error}", path.display()),
+        )),
     }
 }
 
@@ -172,18 +182,15 @@ impl Engine {
     }
 
     fn uploader(&self, shared: &Shared) -> PyResult<ArtifactUploader> {
-        let (Some(url), Some(sdk)) = (&shared.settings.s3, &shared.aws) else {
+        let Some((location, sdk)) = &self.s3 else {
             return Err(refused(
                 "no_s3",
                 "no S3 location configured: pass s3_bucket= (and s3_prefix=) to use S3",
             ));
         };
-        let location = url
-            .parse::<S3Location>()
-            .map_err(|e| refused("invalid", e.to_string()))?;
         Ok(ArtifactUploader::new(
             logbook::s3::client(sdk),
-            location,
+            location.clone(),
             shared.logbook.recorder().clone(),
             shared.dir.join("artifacts"),
             UploadConfig::default(),
@@ -294,8 +301,12 @@ impl Engine {
             description,
             expires_at: None,
         };
+        let mut store = shared.logbook.artifacts();
+        if let Some(keep_for) = self.keep_for {
+            store = store.with_retention(keep_for);
+        }
         let view = py
-            .detach(|| shared.logbook.artifacts().add_artifact(&new))
+            .detach(|| store.add_artifact(&new))
             .map_err(from_artifact)?;
         json(&view)
     }
@@ -389,7 +400,7 @@ impl Engine {
                     .apply_retention(logbook::timestamp::now_us())
             })
             .map_err(from_artifact)?;
-        if shared.settings.s3.is_some() {
+        if self.s3.is_some() {
             let uploader = self.uploader(&shared)?;
             let handle = shared.logbook.runtime();
             py.detach(|| block_on(&handle, uploader.delete_deleted()))

@@ -4,9 +4,10 @@
 //!
 //! Invariants: the registry holds only weak references, so an engine closes when the last
 //! handle on it is closed or collected; a directory is keyed by its canonical path (`./a` and
-//! `a/` are one); a second opener asking for other settings (durability, S3, EventBridge,
-//! retention) than the engine it would share is refused, naming both, rather than silently
-//! getting the first one's.
+//! `a/` are one); a second opener asking for another durability or for a background task
+//! (shipping to S3, EventBridge) the engine it would share does not run is refused, naming
+//! both, rather than silently getting the first one's. What a handle does on request (upload
+//! one artifact, pre-sign a URL, its artifacts' retention) is the handle's own setting.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,36 +19,32 @@ use logbook::Logbook;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub durability: String,
-    pub s3: Option<String>,
-    pub ship: bool,
+    /// Where the engine ships the journal and artifacts in the background (`auto_upload`).
+    pub ship: Option<String>,
     pub eventbridge_bus: Option<String>,
+    /// The region of the background AWS tasks (shipping, EventBridge), if any run.
     pub aws_region: Option<String>,
-    pub retention_days: Option<String>,
 }
 
 impl Settings {
     fn describe(&self) -> String {
         format!(
-            "durability={}, s3={}, auto_upload={}, eventbridge_bus={}, aws_region={}, retention_days={}",
+            "durability={}, auto_upload to {}, eventbridge_bus={}, aws_region={}",
             self.durability,
-            self.s3.as_deref().unwrap_or("None"),
-            self.ship,
+            self.ship.as_deref().unwrap_or("None"),
             self.eventbridge_bus.as_deref().unwrap_or("None"),
             self.aws_region.as_deref().unwrap_or("None"),
-            self.retention_days.as_deref().unwrap_or("None"),
         )
     }
 
     /// Whether a handle asking for `self` may share an engine opened with `open`: the same
-    /// durability and, for each optional part asked for, the same value.
+    /// durability and, for each background task asked for, the same one running.
     fn fits(&self, open: &Settings) -> bool {
         let same = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
         self.durability == open.durability
-            && same(&self.s3, &open.s3)
-            && (!self.ship || open.ship)
+            && same(&self.ship, &open.ship)
             && same(&self.eventbridge_bus, &open.eventbridge_bus)
             && same(&self.aws_region, &open.aws_region)
-            && same(&self.retention_days, &open.retention_days)
     }
 }
 
@@ -57,8 +54,6 @@ pub struct Shared {
     pub logbook: Logbook,
     pub dir: PathBuf,
     pub settings: Settings,
-    /// The AWS configuration S3 calls use (when S3 or EventBridge is configured).
-    pub aws: Option<aws_config::SdkConfig>,
 }
 
 static ENGINES: Mutex<Option<HashMap<PathBuf, Weak<Shared>>>> = Mutex::new(None);
@@ -78,7 +73,7 @@ pub enum Refused {
 pub fn engine(
     dir: &Path,
     settings: Settings,
-    open: impl FnOnce(&Path) -> Result<(Logbook, Option<aws_config::SdkConfig>), logbook::LogbookError>,
+    open: impl FnOnce(&Path) -> Result<Logbook, logbook::LogbookError>,
 ) -> Result<Arc<Shared>, Refused> {
     std::fs::create_dir_all(dir).map_err(Refused::Io)?;
     let key = dir.canonicalize().map_err(Refused::Io)?;
@@ -97,12 +92,11 @@ pub fn engine(
         }
         return Ok(shared);
     }
-    let (logbook, aws) = open(&key).map_err(Refused::Open)?;
+    let logbook = open(&key).map_err(Refused::Open)?;
     let shared = Arc::new(Shared {
         logbook,
         dir: key.clone(),
         settings,
-        aws,
     });
     engines.insert(key, Arc::downgrade(&shared));
     Ok(shared)
