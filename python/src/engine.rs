@@ -131,10 +131,7 @@ pub fn open(
         }),
         Err(Refused::Settings(reason)) => Err(refused("settings_differ", reason)),
         Err(Refused::Open(error)) => Err(from_logbook(error)),
-        Err(Refused::Io(error)) => Err(failed(
-            Some("io"),
-            format!("{}: {error}", path.display()),
-        )),
+        Err(Refused::Io(error)) => Err(failed(Some("io"), format!("{}: {error}", path.display()))),
     }
 }
 
