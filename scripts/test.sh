@@ -44,5 +44,5 @@ echo "== tests"
 cargo test --workspace --locked
 
 echo "== python package: pip install ./python into .venv, then its pytest suite"
-.venv/bin/pip install -q --disable-pip-version-check --no-build-isolation ./python
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation ./python
 .venv/bin/python -m pytest -q python/tests

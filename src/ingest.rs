@@ -42,6 +42,10 @@ pub struct RefusedLine {
     pub line: u64,
     /// Why, as `record` prints it.
     pub reason: String,
+    /// The machine-readable code (`invalid`, `out_of_range`, `unknown_task`, `duplicate_id`,
+    /// `terminal_status`...; see `RecordError::code`). Absent from older servers' reports.
+    #[serde(default)]
+    pub code: String,
 }
 
 /// A line whose idempotency key was already recorded.
@@ -96,12 +100,19 @@ impl IngestReport {
             .max(self.already_recorded.len() as u64)
     }
 
-    fn refuse(&mut self, listed_max: usize, line: u64, reason: impl FnOnce() -> String) {
+    fn refuse(
+        &mut self,
+        listed_max: usize,
+        line: u64,
+        code: &str,
+        reason: impl FnOnce() -> String,
+    ) {
         self.refused_count += 1;
         if self.refused.len() < listed_max {
             self.refused.push(RefusedLine {
                 line,
                 reason: reason(),
+                code: code.to_string(),
             });
         } else {
             self.refused_truncated = true;
@@ -117,6 +128,11 @@ impl IngestReport {
             self.already_recorded_truncated = true;
         }
     }
+}
+
+/// The code of a line's refusal (a failure never reaches a line: it fails the whole call).
+fn code_of(error: &RecordError) -> &'static str {
+    error.code().unwrap_or("invalid")
 }
 
 /// Records the NDJSON `body` through `recorder`, numbering its lines from 1, listing at most
@@ -159,7 +175,7 @@ fn ingest_listing<'a>(
             continue;
         }
         if text.len() > max_record_bytes {
-            report.refuse(listed_max, number, || {
+            report.refuse(listed_max, number, "invalid", || {
                 format!(
                     "{} bytes exceeds the {max_record_bytes}-byte limit",
                     text.len()
@@ -169,7 +185,9 @@ fn ingest_listing<'a>(
         }
         match parse_event(text) {
             Ok(event) => events.push((number, event)),
-            Err(reason) => report.refuse(listed_max, number, || reason.to_string()),
+            Err(reason) => {
+                report.refuse(listed_max, number, code_of(&reason), || reason.to_string())
+            }
         }
     }
     if events.is_empty() {
@@ -190,7 +208,9 @@ fn ingest_listing<'a>(
             Ok(Recorded::AlreadyRecorded(offset)) => {
                 report.already(listed_max, *number, offset);
             }
-            Err(reason) => report.refuse(listed_max, *number, || reason.to_string()),
+            Err(reason) => {
+                report.refuse(listed_max, *number, code_of(&reason), || reason.to_string())
+            }
         }
     }
     report.refused.extend(parse_refused);

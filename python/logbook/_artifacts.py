@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from . import _native
 from ._enums import ArtifactStatus, ArtifactType
+from ._remote import RemoteEngine
 from ._views import ArtifactCollection, TestArtifact, TestSession, to_us
 
 __all__ = ["TestArtifactsManager"]
@@ -43,6 +44,8 @@ class TestArtifactsManager:
         auto_upload: bool = False,
         *,
         durability: str = "sync",
+        server_url: Optional[str] = None,
+        token: Optional[str] = None,
     ) -> None:
         self.base_directory = base_directory
         self.s3_bucket = s3_bucket
@@ -53,6 +56,11 @@ class TestArtifactsManager:
         if s3_bucket:
             prefix = (s3_prefix or "").strip("/")
             s3 = f"s3://{s3_bucket}/{prefix}" if prefix else f"s3://{s3_bucket}"
+        if server_url is not None:
+            # Remote mode: the server's store, S3 location and retention apply.
+            self._engine = RemoteEngine(server_url, token)
+            self._sessions = {}
+            return
         self._engine = _native.open(
             base_directory,
             durability=durability,

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from . import _native
 from ._enums import ProgressStatus, TaskType
+from ._remote import RemoteEngine
 from ._views import ProgressEvent, TaskProgress, UpgradeProgress
 
 __all__ = ["ProgressTracker"]
@@ -55,6 +56,7 @@ class ProgressTracker:
         durability: str = "sync",
         websocket_host: str = "127.0.0.1",
         token: Optional[str] = None,
+        server_url: Optional[str] = None,
     ) -> None:
         self.upgrade_id = upgrade_id
         self.plan_id = plan_id
@@ -64,12 +66,16 @@ class ProgressTracker:
         self.websocket_port = websocket_port
         self._websocket_host = websocket_host
         self._token = token
-        self._engine = _native.open(
-            storage_path,
-            durability=durability,
-            eventbridge_bus=eventbridge_bus_name,
-            aws_region=aws_region,
-        )
+        if server_url is not None:
+            # Remote mode: the server's own settings (durability, EventBridge) apply.
+            self._engine = RemoteEngine(server_url, token)
+        else:
+            self._engine = _native.open(
+                storage_path,
+                durability=durability,
+                eventbridge_bus=eventbridge_bus_name,
+                aws_region=aws_region,
+            )
         self._callbacks: List[Callable[[ProgressEvent], Any]] = []
         self._status_callbacks: Dict[ProgressStatus, List[Callable[[TaskProgress], Any]]] = {}
         self._listening = False

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 
@@ -93,6 +93,93 @@ def boto(service: str, moto: Moto):
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def logbook_binary() -> str:
+    """The `logbook` binary `cargo test` built (or LOGBOOK_BIN)."""
+    path = os.environ.get("LOGBOOK_BIN") or str(REPO / "target" / "debug" / "logbook")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run `cargo build` (scripts/test.sh does) or set LOGBOOK_BIN")
+    return path
+
+
+class Served:
+    """`logbook serve` on 127.0.0.1:0 over a data dir, stopped by pid."""
+
+    def __init__(self, data: str, *args: str, env: Optional[dict] = None) -> None:
+        self.proc = subprocess.Popen(
+            [logbook_binary(), "--data", data, "serve", "--listen", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise AssertionError(f"serve did not start: {line!r}")
+        self.url = line.removeprefix("listening on ")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(params=["local", "remote"])
+def mode(request) -> str:
+    """Each test using it runs twice: embedded, and against a spawned `logbook serve`."""
+    return request.param
+
+
+@pytest.fixture
+def servers() -> Iterator[dict]:
+    running: dict = {}
+    yield running
+    for server in running.values():
+        server.stop()
+
+
+def _server_for(servers: dict, path: str) -> "Served":
+    if path not in servers:
+        servers[path] = Served(path)
+    return servers[path]
+
+
+@pytest.fixture
+def open_tracker(mode, data_dir, servers):
+    """Opens a ProgressTracker on the data dir, embedded or remote (one server per dir)."""
+    from logbook import ProgressTracker
+
+    def make(upgrade_id: str, plan_id: str = "p", cluster_name: str = "c", storage_path: Optional[str] = None, **kw):
+        path = storage_path or data_dir
+        if mode == "local":
+            return ProgressTracker(upgrade_id, plan_id, cluster_name, storage_path=path, **kw)
+        kw.pop("durability", None)
+        return ProgressTracker(upgrade_id, plan_id, cluster_name, server_url=_server_for(servers, path).url, **kw)
+
+    return make
+
+
+@pytest.fixture
+def open_manager(mode, data_dir, servers):
+    """Opens a TestArtifactsManager on the data dir, embedded or remote (one server per dir)."""
+    from logbook import TestArtifactsManager
+
+    def make(base_directory: Optional[str] = None, **kw):
+        path = base_directory or data_dir
+        if mode == "local":
+            return TestArtifactsManager(base_directory=path, **kw)
+        return TestArtifactsManager(server_url=_server_for(servers, path).url, **kw)
+
+    return make
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -39,8 +39,8 @@ def files(tmp_path):
     }
 
 
-def test_sessions_collections_and_the_four_searches(data_dir, files):
-    manager = TestArtifactsManager(base_directory=data_dir)
+def test_sessions_collections_and_the_four_searches(open_manager, files, mode):
+    manager = open_manager()
     session = manager.create_session("upgrade-123", "prod-cluster")
     assert session.session_id and session.upgrade_id == "upgrade-123"
     logs = manager.create_collection(session.session_id, "logs", description="Upgrade logs")
@@ -52,9 +52,11 @@ def test_sessions_collections_and_the_four_searches(data_dir, files):
     assert log.sha256 == hashlib.sha256(files["log"].read_bytes()).hexdigest()
     assert log.size_bytes == files["log"].stat().st_size
     assert log.status == ArtifactStatus.CREATED
-    assert Path(log.file_path).read_bytes() == files["log"].read_bytes()
+    if mode == "local":
+        assert Path(log.file_path).read_bytes() == files["log"].read_bytes()
     assert log.created_at.tzinfo is not None
-    assert log.expires_at > datetime.now(timezone.utc) + timedelta(days=29)
+    if mode == "local":  # a server's retention is its own
+        assert log.expires_at > datetime.now(timezone.utc) + timedelta(days=29)
     manager.add_artifact(session.session_id, tests.collection_id, files["junit"], ArtifactType.TEST_RESULT,
                          tags=["tests", "green"], task_id="validate")
     manager.add_artifact(session.session_id, tests.collection_id, files["cfg"], ArtifactType.CONFIGURATION,
@@ -84,8 +86,8 @@ def test_sessions_collections_and_the_four_searches(data_dir, files):
     manager.close()
 
 
-def test_refused_artifacts_copy_nothing(data_dir, files):
-    manager = TestArtifactsManager(base_directory=data_dir)
+def test_refused_artifacts_copy_nothing(open_manager, data_dir, files):
+    manager = open_manager()
     session = manager.create_session("u", "c")
     logs = manager.create_collection(session.session_id, "logs")
     before = manager._engine.next_offset()
@@ -116,9 +118,9 @@ def test_retention_deletes_expired_artifacts(data_dir, files):
     manager.close()
 
 
-def test_tracker_and_manager_share_one_engine(data_dir, files):
-    tracker = ProgressTracker("u-1", "p", "c", storage_path=data_dir)
-    manager = TestArtifactsManager(base_directory=data_dir)
+def test_tracker_and_manager_share_one_engine(open_tracker, open_manager, files):
+    tracker = open_tracker("u-1")
+    manager = open_manager()
     tracker.start_upgrade("one")
     tracker.add_task("t", "T", TaskType.VALIDATION)
     session = manager.create_session("u-1", "c")
@@ -167,8 +169,8 @@ def test_upload_presigned_url_and_auto_upload(data_dir, files, aws):
     auto.close()
 
 
-def test_s3_calls_without_a_bucket_say_so(data_dir, files):
-    manager = TestArtifactsManager(base_directory=data_dir)
+def test_s3_calls_without_a_bucket_say_so(open_manager, files):
+    manager = open_manager()
     session = manager.create_session("u", "c")
     logs = manager.create_collection(session.session_id, "logs")
     log = manager.add_artifact(session.session_id, logs.collection_id, files["log"], ArtifactType.LOG_FILE)
@@ -176,3 +178,65 @@ def test_s3_calls_without_a_bucket_say_so(data_dir, files):
         manager.upload_artifact(session.session_id, log.artifact_id)
     assert error.value.code == "no_s3"
     manager.close()
+
+
+def test_remote_upload_presigned_url_and_large_streamed_file(data_dir, files, aws, tmp_path):
+    from conftest import Served
+
+    s3 = boto("s3", aws)
+    s3.create_bucket(Bucket="remote-test")
+    server = Served(data_dir, "--s3", "s3://remote-test/served")
+    try:
+        manager = TestArtifactsManager(server_url=server.url)
+        session = manager.create_session("u-9", "prod")
+        logs = manager.create_collection(session.session_id, "logs")
+        log = manager.add_artifact(session.session_id, logs.collection_id, files["log"], ArtifactType.LOG_FILE,
+                                   tags=["a", "b"], description="streamed over HTTP")
+        assert log.sha256 == hashlib.sha256(files["log"].read_bytes()).hexdigest()
+        assert log.tags == ["a", "b"] and log.description == "streamed over HTTP"
+        assert manager.upload_artifact(session.session_id, log.artifact_id) is True
+        url = manager.get_presigned_url(log.artifact_id, expires_in=600)
+        assert urllib.request.urlopen(url, timeout=10).read() == files["log"].read_bytes()
+        # 40 MiB, streamed in chunks both ways (the server stages it, never holds it whole).
+        big = tmp_path / "big.bin"
+        with open(big, "wb") as out:
+            for i in range(40):
+                out.write(hashlib.sha256(str(i).encode()).digest() * 32768)
+        artifact = manager.add_artifact(session.session_id, logs.collection_id, big, ArtifactType.BACKUP)
+        assert artifact.size_bytes == 40 << 20
+        assert artifact.sha256 == hashlib.sha256(big.read_bytes()).hexdigest()
+        stored = Path(data_dir) / "artifacts" / session.session_id / logs.collection_id / "big.bin"
+        assert stored.read_bytes() == big.read_bytes()
+        # The same file name again in that collection is refused: nothing replaced.
+        with pytest.raises(RefusedError) as refused:
+            manager.add_artifact(session.session_id, logs.collection_id, files["log"], ArtifactType.BACKUP,
+                                 artifact_id="other")
+        assert refused.value.code == "duplicate_id"
+        manager.close()
+    finally:
+        server.stop()
+    assert not list(Path(data_dir + "/artifacts.staging").glob("*")), "an upload left a staged file"
+
+
+def test_remote_uploads_over_the_limit_are_refused_and_leave_nothing(data_dir, files, tmp_path):
+    from conftest import Served
+
+    server = Served(data_dir, "--max-artifact-bytes", "1000")
+    try:
+        manager = TestArtifactsManager(server_url=server.url)
+        session = manager.create_session("u", "c")
+        logs = manager.create_collection(session.session_id, "logs")
+        before = manager._engine.next_offset()
+        big = tmp_path / "big.log"
+        big.write_bytes(b"x" * 5000)
+        with pytest.raises(LogbookError) as refused:
+            manager.add_artifact(session.session_id, logs.collection_id, big, ArtifactType.LOG_FILE)
+        assert refused.value.code == "too_large", refused.value
+        small = manager.add_artifact(session.session_id, logs.collection_id, files["junit"], ArtifactType.TEST_RESULT)
+        assert small.size_bytes == files["junit"].stat().st_size
+        assert manager._engine.next_offset() == before + 1, "the refused upload wrote nothing"
+        manager.close()
+    finally:
+        server.stop()
+    assert not (Path(data_dir) / "artifacts" / session.session_id / logs.collection_id / "big.log").exists()
+    assert not list(Path(data_dir + "/artifacts.staging").glob("*"))

@@ -10,8 +10,8 @@ from conftest import wait_for
 from logbook import ProgressStatus, ProgressTracker, TaskType
 
 
-def test_event_and_status_callbacks(data_dir, caplog):
-    tracker = ProgressTracker("u-1", "p", "c", storage_path=data_dir)
+def test_event_and_status_callbacks(open_tracker, caplog):
+    tracker = open_tracker("u-1")
     events = []
     completed = []
     threads = set()
@@ -53,9 +53,9 @@ def test_event_and_status_callbacks(data_dir, caplog):
     tracker.close()
 
 
-def test_callbacks_see_only_their_upgrade(data_dir):
-    one = ProgressTracker("u-1", "p", "c", storage_path=data_dir)
-    two = ProgressTracker("u-2", "p", "c", storage_path=data_dir)
+def test_callbacks_see_only_their_upgrade(open_tracker):
+    one = open_tracker("u-1")
+    two = open_tracker("u-2")
     seen = []
     one.add_event_callback(lambda e: seen.append(e.upgrade_id))
     two.start_upgrade("x")

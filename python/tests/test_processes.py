@@ -95,8 +95,8 @@ def test_a_second_process_gets_an_error_naming_the_holder(data_dir):
     holder.close()
 
 
-def test_eight_threads_record_at_once(data_dir):
-    tracker = ProgressTracker("u-1", "p", "c", storage_path=data_dir)
+def test_eight_threads_record_at_once(open_tracker):
+    tracker = open_tracker("u-1")
     tracker.start_upgrade("one")
     for t in range(8):
         tracker.add_task(f"t{t}", f"T{t}", TaskType.UPGRADE_STEP)

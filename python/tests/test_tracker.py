@@ -23,13 +23,12 @@ def test_enums_have_the_contract_values():
     ]
 
 
-def test_the_original_progress_example(data_dir):
-    # The original system's example, import lines changed only.
-    tracker = ProgressTracker(
+def test_the_original_progress_example(open_tracker):
+    # The original system's example, import lines changed only (remote: plus server_url=).
+    tracker = open_tracker(
         upgrade_id="upgrade-123",
         plan_id="plan-456",
         cluster_name="prod-cluster",
-        storage_path=data_dir,
     )
     tracker.start_upgrade("initialization")
     tracker.add_task("validate", "Validate cluster", TaskType.VALIDATION)
@@ -86,8 +85,8 @@ def test_the_original_progress_example(data_dir):
     tracker.close()
 
 
-def test_refusals_carry_codes_and_write_nothing(data_dir):
-    with ProgressTracker("u-1", "p", "c", storage_path=data_dir) as tracker:
+def test_refusals_carry_codes_and_write_nothing(open_tracker):
+    with open_tracker("u-1") as tracker:
         with pytest.raises(RefusedError) as refused:
             tracker.start_task("x")
         assert refused.value.code == "unknown_upgrade"
@@ -119,15 +118,15 @@ def test_refusals_carry_codes_and_write_nothing(data_dir):
             tracker.add_task("c", "C", "not-a-type")
 
 
-def test_a_closed_tracker_says_so(data_dir):
-    tracker = ProgressTracker("u-1", "p", "c", storage_path=data_dir)
+def test_a_closed_tracker_says_so(open_tracker):
+    tracker = open_tracker("u-1")
     tracker.start_upgrade("one")
     tracker.close()
     with pytest.raises(LogbookError) as closed:
         tracker.change_phase("two")
     assert closed.value.code == "closed"
     # Reopened, the journal has what was recorded.
-    again = ProgressTracker("u-1", "p", "c", storage_path=data_dir)
+    again = open_tracker("u-1")
     assert again.get_progress().current_phase == "one"
     again.close()
 

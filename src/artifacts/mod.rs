@@ -6,14 +6,19 @@
 //! |---|---|
 //! | [`copy`] | streaming copy with SHA-256, source checks (directories, escaping symlinks) |
 //! | [`search`] | query filters and statistics |
+//! | [`stage`] | a file on its way in: staged beside the store, hashed, size-limited, renamed in |
 //!
 //! Invariants: every change is a journal event recorded through the [`Recorder`] (validated
-//! against the state first); a file is in the store before its `artifact.added` is recorded,
-//! and is removed only after its `artifact.deleted` is. A crash between copy and record leaves
-//! an orphan file that no artifact names; adding the same file name again replaces it.
+//! against the state first); a file is staged (copied or streamed, hashed, fsynced) beside the
+//! store and renamed in before its `artifact.added` is recorded, and is removed only after its
+//! `artifact.deleted` is. Two live artifacts of a collection never share a file name (their
+//! files and S3 keys would be one). A crash between rename and record leaves an orphan file
+//! that no artifact names (adding the same file name again replaces it); a crash while staging
+//! leaves a file in the staging directory only.
 
 pub mod copy;
 pub mod search;
+pub mod stage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +32,7 @@ use crate::state::ArtifactView;
 use crate::timestamp::parse_rfc3339;
 
 pub use search::{ArtifactQuery, ArtifactStats, TagMatch, Tally};
+pub use stage::Staged;
 
 /// Errors of the artifact store.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +60,12 @@ pub enum ArtifactError {
     /// The source has no usable file name and none was given.
     #[error("{0} has no file name; give one")]
     NoFileName(PathBuf),
+    /// The content is larger than the limit it was staged with.
+    #[error("the file is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// The event was refused or the journal failed.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -177,46 +189,126 @@ impl ArtifactStore {
                 .ok_or_else(|| ArtifactError::NoFileName(new.source.clone()))?,
         };
         // Check everything but the content first (placeholder hash and size).
-        let mut added = ArtifactAdded {
+        self.check(&self.added(new, &file_name, "0".repeat(64), 0))?;
+        let mut staged = Staged::copy_of(&self.root, &source)?;
+        let (sha256, size) = staged.finish()?;
+        self.commit(self.added(new, &file_name, sha256, size), staged)
+    }
+
+    /// Checks `new` (with `new.file_name`) as [`ArtifactStore::add_artifact`] will, before any
+    /// content is staged: a refusal here costs no copy.
+    pub fn preflight(&self, new: &NewArtifact) -> Result<(), ArtifactError> {
+        let file_name = new
+            .file_name
+            .clone()
+            .ok_or_else(|| ArtifactError::NoFileName(new.source.clone()))?;
+        self.check(&self.added(new, &file_name, "0".repeat(64), 0))
+    }
+
+    /// A new staged file for this store (for content that arrives in pieces, such as an HTTP
+    /// upload), refusing more than `limit` bytes; add it with [`ArtifactStore::add_staged`].
+    pub fn stage(&self, limit: u64) -> Result<Staged, ArtifactError> {
+        Staged::new(&self.root, limit)
+    }
+
+    /// Records `artifact.added` for a staged file (named `new.file_name`; `new.source` is
+    /// ignored) and moves it into the store. A refusal leaves nothing behind.
+    pub fn add_staged(
+        &self,
+        new: &NewArtifact,
+        mut staged: Staged,
+    ) -> Result<ArtifactView, ArtifactError> {
+        let file_name = new
+            .file_name
+            .clone()
+            .ok_or_else(|| ArtifactError::NoFileName(new.source.clone()))?;
+        let (sha256, size) = staged.finish()?;
+        self.commit(self.added(new, &file_name, sha256, size), staged)
+    }
+
+    /// The `artifact.added` event of `new` with this content.
+    fn added(
+        &self,
+        new: &NewArtifact,
+        file_name: &str,
+        sha256: String,
+        size: u64,
+    ) -> ArtifactAdded {
+        ArtifactAdded {
             id: None,
             session_id: new.session_id.clone(),
             collection_id: new.collection_id.clone(),
             artifact_id: new.artifact_id.clone(),
-            file_name,
+            file_name: file_name.to_string(),
             artifact_type: new.artifact_type,
-            sha256: "0".repeat(64),
-            size_bytes: 0,
+            sha256,
+            size_bytes: size,
             tags: new.tags.clone(),
             task_id: new.task_id.clone(),
             description: new.description.clone(),
             expires_at: new.expires_at.clone().or_else(|| self.default_expiry()),
-        };
-        let preflight = Event::ArtifactAdded(added.clone());
-        preflight.validate().map_err(RecordError::from)?;
+        }
+    }
+
+    /// Checks `added` against the contract and the state, and that no live artifact of its
+    /// collection already has its file name (their files, and S3 keys, would be one).
+    fn check(&self, added: &ArtifactAdded) -> Result<(), ArtifactError> {
+        let event = Event::ArtifactAdded(added.clone());
+        event.validate().map_err(RecordError::from)?;
         // The store's events carry no idempotency key, so the verdict is always Fresh.
-        self.recorder.check(&preflight)?;
+        self.recorder.check(&event)?;
+        let same_session = self.search(&ArtifactQuery {
+            session_id: Some(added.session_id.clone()),
+            ..ArtifactQuery::default()
+        })?;
+        let taken = same_session.iter().any(|a| {
+            a.collection_id == added.collection_id
+                && a.file_name == added.file_name
+                && a.status != crate::event::ArtifactStatus::Deleted
+        });
+        if taken {
+            return Err(RecordError::Refused(crate::state::Refusal::Duplicate {
+                what: "file name",
+                id: format!(
+                    "{}/{}/{}",
+                    added.session_id, added.collection_id, added.file_name
+                ),
+            })
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Moves `staged` into the store as `added`'s file and records `added`; one at a time per
+    /// process, so two adds cannot both pass the file-name check.
+    fn commit(&self, added: ArtifactAdded, staged: Staged) -> Result<ArtifactView, ArtifactError> {
+        static PLACING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _placing = PLACING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check(&added)?;
         let dir = self.root.join(&added.session_id).join(&added.collection_id);
         std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::Io {
             path: dir.clone(),
             source: e,
         })?;
         let dest = dir.join(&added.file_name);
-        let copied = copy::copy_hashed(&source, &dest)?;
-        added.sha256 = copied.sha256;
-        added.size_bytes = copied.size_bytes;
-        match self.recorder.record(&Event::ArtifactAdded(added)) {
-            Ok(_) => {}
-            Err(e) => {
-                // Refused after all (a concurrent add took the id): the copy is not kept.
-                let _ = std::fs::remove_file(&dest);
-                return Err(e.into());
-            }
+        staged.place(&dest)?;
+        let artifact_id = added.artifact_id.clone();
+        if let Err(e) = self.recorder.record(&Event::ArtifactAdded(added)) {
+            // Refused or failed after all: the file is not kept.
+            let _ = std::fs::remove_file(&dest);
+            return Err(e.into());
         }
         self.recorder
             .live()?
-            .artifact(&new.artifact_id)
+            .artifact(&artifact_id)
             .map_err(RecordError::from)?
-            .ok_or_else(|| ArtifactError::NoFileName(new.source.clone()))
+            .ok_or_else(|| {
+                ArtifactError::Record(RecordError::Refused(
+                    crate::state::Refusal::UnknownArtifact(artifact_id.clone()),
+                ))
+            })
     }
 
     /// Async form of [`ArtifactStore::add_artifact`]: the copy runs on tokio's blocking pool.

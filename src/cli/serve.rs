@@ -87,6 +87,10 @@ pub struct Args {
     /// How long a POST /v1/events waits for a turn before it gets 503, e.g. 30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::aws::parse_duration)]
     ingest_wait: std::time::Duration,
+    /// The largest artifact file `POST /v1/artifacts` accepts, in bytes (larger: 413,
+    /// `too_large`, nothing kept).
+    #[arg(long, value_name = "BYTES", default_value_t = logbook::server::ARTIFACT_BYTES_MAX)]
+    max_artifact_bytes: u64,
     /// /v1/stream connections reading the journal at once, at most (each holds a decompressed
     /// block, ~1 MiB); others wait their turn. Connections at the live edge need none.
     #[arg(long, value_name = "N", default_value_t = logbook::server::limits::STREAM_READERS_MAX, value_parser = parse_count)]
@@ -132,6 +136,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 stream_readers_max: args.max_stream_readers,
             },
             ws_stall_limit: std::time::Duration::from_secs_f64(args.ws_stall_limit),
+            artifact_bytes_max: args.max_artifact_bytes,
         });
     if let Some(location) = &args.s3 {
         builder = builder.ship(ShipOptions {

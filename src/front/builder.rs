@@ -36,6 +36,8 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// How long a WebSocket client may stop reading while events wait for it.
     pub ws_stall_limit: Duration,
+    /// The largest artifact file `POST /v1/artifacts` accepts, in bytes.
+    pub artifact_bytes_max: u64,
 }
 
 impl ServerOptions {
@@ -46,6 +48,7 @@ impl ServerOptions {
             token: None,
             limits: Limits::default(),
             ws_stall_limit: crate::server::stream::STALL_LIMIT,
+            artifact_bytes_max: crate::server::ARTIFACT_BYTES_MAX,
         }
     }
 }
@@ -238,6 +241,8 @@ impl Builder {
             ),
         };
         let recorder = Arc::new(recorder);
+        // This process is the data dir's one writer: what a crash left staged is nobody's.
+        crate::artifacts::stage::clear_staging(&self.data_dir.join("artifacts"));
         let mut artifacts = ArtifactStore::new(recorder.clone(), self.data_dir.join("artifacts"));
         if let Some(keep_for) = self.retention.and_then(|r| r.keep_for) {
             artifacts = artifacts.with_retention(keep_for);

@@ -216,6 +216,9 @@ impl Logbook {
             self.recorder.data_dir().to_path_buf(),
         );
         state.shipping = self.shipping.clone();
+        state.artifacts = self.artifacts.clone();
+        state.s3 = self.ship_to.clone();
+        state.artifact_bytes_max = options.artifact_bytes_max;
         state.streams = crate::server::stream::Streams::with_stall_limit(options.ws_stall_limit);
         let state = Arc::new(state.with_limits(options.limits));
         let (stop, stopped) = oneshot::channel::<()>();

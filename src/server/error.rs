@@ -55,7 +55,8 @@ impl ServeError {
     }
 }
 
-/// An error answered to one request as `{"error": message}` with `status`.
+/// An error answered to one request as `{"error": message}` with `status`, plus `"code"` and
+/// `"reason"` for a refusal.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     /// The HTTP status.
@@ -64,6 +65,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (`Retry-After`), for 503.
     pub retry_after_secs: Option<u64>,
+    /// The machine-readable code of a refusal (`unknown_task`, `duplicate_id`...), the same
+    /// as the Python package's `RefusedError.code`.
+    pub code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -73,7 +77,25 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after_secs: None,
+            code: None,
         }
+    }
+
+    /// This error with a machine-readable code.
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = Some(code);
+        self
+    }
+
+    /// 409 for a refusal that conflicts with what is recorded (a duplicate id, a terminal
+    /// status), 400 for other refusals; with the refusal's code.
+    pub fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
+        let status = match code {
+            "duplicate_id" | "terminal_status" | "invalid_transition" => StatusCode::CONFLICT,
+            "unknown_upgrade" | "unknown_session" | "unknown_artifact" => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, message).with_code(code)
     }
 
     /// 503: the server is at a limit; retrying after `retry_after_secs` may succeed.
@@ -110,21 +132,40 @@ impl From<crate::recorder::RecordError> for ApiError {
     /// The caller's input: 400. The journal or the state failed: 503 with the cause (the
     /// recorder refuses everything until it is reopened; see `recorder`).
     fn from(error: crate::recorder::RecordError) -> ApiError {
-        if error.is_bad_input() {
-            ApiError::bad_request(error.to_string())
-        } else {
-            ApiError::out_of_service(error.to_string())
+        match error.code() {
+            Some(code) => ApiError::refused(code, error.to_string()),
+            None => ApiError::out_of_service(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::artifacts::ArtifactError> for ApiError {
+    /// A refused artifact: its code (`too_large` is 413); the journal or a file failed: 503 or
+    /// 500.
+    fn from(error: crate::artifacts::ArtifactError) -> ApiError {
+        use crate::artifacts::ArtifactError;
+        match error {
+            ArtifactError::Record(e) => e.into(),
+            ArtifactError::Io { .. } => ApiError::internal(error.to_string()),
+            ArtifactError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+                    .with_code("too_large")
+            }
+            other => ApiError::refused("invalid", other.to_string()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response();
+        let body = match self.code {
+            // `error` as before; `code` and `reason` as the Python package's RefusedError.
+            Some(code) => {
+                serde_json::json!({ "error": self.message, "code": code, "reason": self.message })
+            }
+            None => serde_json::json!({ "error": self.message }),
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()

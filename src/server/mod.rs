@@ -35,6 +35,7 @@
 //!   finished (at most [`DRAIN_WAIT`]; then they are dropped); WebSocket streams are told to
 //!   close with 1001. The caller then closes the recorder (flush and fsync).
 
+pub mod artifacts;
 pub mod auth;
 pub mod conn;
 pub mod dashboard;
@@ -77,6 +78,12 @@ pub struct AppState {
     pub streams: stream::Streams,
     /// What shipping to S3 is doing, when `serve --s3` ships (shown by `/v1/health`).
     pub shipping: Option<Arc<crate::s3::ShipStatus>>,
+    /// The artifact store (uploads, sessions, statistics, retention).
+    pub artifacts: crate::artifacts::ArtifactStore,
+    /// The S3 location and AWS configuration for artifact uploads and pre-signed URLs.
+    pub s3: Option<(crate::s3::S3Location, aws_config::SdkConfig)>,
+    /// The largest artifact `POST /v1/artifacts` accepts, in bytes.
+    pub artifact_bytes_max: u64,
     /// The resource limits (resolved: see [`Limits::resolve`]).
     limits: Limits,
     /// One permit per open connection ([`Limits::connections_max`]).
@@ -95,6 +102,12 @@ impl AppState {
     ) -> AppState {
         let limits = Limits::default().resolve();
         AppState {
+            artifacts: crate::artifacts::ArtifactStore::new(
+                recorder.clone(),
+                data_dir.join("artifacts"),
+            ),
+            s3: None,
+            artifact_bytes_max: ARTIFACT_BYTES_MAX,
             recorder,
             token,
             max_record_bytes,
@@ -177,6 +190,9 @@ pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ServeEr
     }
 }
 
+/// The default largest artifact `POST /v1/artifacts` accepts (5 GiB, S3's single-PUT limit).
+pub const ARTIFACT_BYTES_MAX: u64 = 5 << 30;
+
 /// The routes, with the body limit and (if configured) the token check on all of them.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -186,9 +202,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/upgrades/{id}", get(views::upgrade))
         .route("/v1/sessions/{id}", get(views::session))
         .route("/", get(root))
-        .route("/v1/artifacts", get(views::artifacts))
         .route("/v1/artifacts/{id}/download", get(dashboard::download))
         .route("/v1/stream", get(stream::stream))
+        .route("/v1/sessions", post(artifacts::create_session))
+        .route(
+            "/v1/sessions/{id}/collections",
+            post(artifacts::create_collection),
+        )
+        .route(
+            "/v1/artifacts",
+            get(views::artifacts).merge(
+                post(artifacts::upload).layer(DefaultBodyLimit::max(
+                    usize::try_from(state.artifact_bytes_max.saturating_add(1 << 20))
+                        .unwrap_or(usize::MAX),
+                )),
+            ),
+        )
+        .route("/v1/artifacts/{id}", get(artifacts::artifact))
+        .route("/v1/artifacts/{id}/upload", post(artifacts::upload_to_s3))
+        .route("/v1/artifacts/{id}/url", get(artifacts::presigned_url))
+        .route("/v1/statistics", get(artifacts::statistics))
+        .route("/v1/retention", post(artifacts::retention))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
