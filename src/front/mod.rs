@@ -219,6 +219,7 @@ impl Logbook {
         state.artifacts = self.artifacts.clone();
         state.s3 = self.ship_to.clone();
         state.artifact_bytes_max = options.artifact_bytes_max;
+        state.eventbridge = self.eventbridge.clone();
         state.streams = crate::server::stream::Streams::with_stall_limit(options.ws_stall_limit);
         let state = Arc::new(state.with_limits(options.limits));
         let (stop, stopped) = oneshot::channel::<()>();

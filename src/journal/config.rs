@@ -21,6 +21,17 @@ pub enum Durability {
     None,
 }
 
+impl Durability {
+    /// `sync`, `batch` or `none` (the policy's name, for labels and reports).
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Batch { .. } => "batch",
+            Durability::None => "none",
+        }
+    }
+}
+
 impl std::str::FromStr for Durability {
     type Err = String;
 

@@ -42,6 +42,7 @@ pub mod repair;
 pub(crate) mod sealer;
 pub mod segment;
 pub(crate) mod shared;
+pub mod stats;
 pub mod storage;
 pub mod varint;
 pub mod verify;
@@ -322,6 +323,11 @@ impl Journal {
     /// How it was opened.
     pub fn access(&self) -> Access {
         self.access
+    }
+
+    /// What the journal has done since it opened (records, bytes, batches, fsyncs, seals).
+    pub fn stats(&self) -> &stats::JournalStats {
+        &self.shared.stats
     }
 
     /// The configuration it was opened with.

@@ -46,6 +46,7 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| seal(&shared, &job)));
         let failure = match outcome {
             Ok(Ok(())) => {
+                shared.stats.segment_sealed();
                 shared.advance_sealed();
                 super::quietly(|| tracing::debug!(first = job.first, last = job.last, "sealed"));
                 continue;

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// End of the contiguous run of sealed segments from offset 0.
     pub sealed: Watermark,
     pub catalog: RwLock<Catalog>,
+    /// Counters of what the journal did (for metrics).
+    pub stats: super::stats::JournalStats,
     failure: Mutex<Option<String>>,
 }
 
@@ -99,6 +101,7 @@ impl Shared {
             durable: Watermark::new(next),
             sealed: Watermark::new(sealed),
             catalog: RwLock::new(catalog),
+            stats: super::stats::JournalStats::default(),
             failure: Mutex::new(None),
         }
     }

@@ -269,6 +269,9 @@ impl Flusher {
             .write_all(buf.get(start..pos).unwrap_or(&[]))
             .map_err(|e| JournalError::io(path, e))?;
         self.unsynced = true;
+        self.shared
+            .stats
+            .batch_written(next - self.active.next, (pos - start) as u64);
         self.active.bytes += (pos - start) as u64;
         self.active.next = next;
         let sync = self.shared.config.durability == Durability::Sync;
@@ -347,6 +350,7 @@ impl Flusher {
                 .sync_data()
                 .map_err(|e| JournalError::io(path, e))?;
             self.last_fsync = started.elapsed();
+            self.shared.stats.fsynced(self.last_fsync);
             self.unsynced = false;
         }
         self.last_sync = Instant::now();

@@ -43,6 +43,7 @@ pub mod error;
 pub mod fanout;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod stream;
 pub mod views;
 
@@ -84,6 +85,10 @@ pub struct AppState {
     pub s3: Option<(crate::s3::S3Location, aws_config::SdkConfig)>,
     /// The largest artifact `POST /v1/artifacts` accepts, in bytes.
     pub artifact_bytes_max: u64,
+    /// The EventBridge consumer's counters, when one runs (for `/metrics`).
+    pub eventbridge: Option<Arc<crate::eventbridge::Metrics>>,
+    /// Requests answered (for `/metrics`).
+    pub metrics: metrics::ServerMetrics,
     /// The resource limits (resolved: see [`Limits::resolve`]).
     limits: Limits,
     /// One permit per open connection ([`Limits::connections_max`]).
@@ -108,6 +113,8 @@ impl AppState {
             ),
             s3: None,
             artifact_bytes_max: ARTIFACT_BYTES_MAX,
+            eventbridge: None,
+            metrics: metrics::ServerMetrics::default(),
             recorder,
             token,
             max_record_bytes,
@@ -223,6 +230,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/artifacts/{id}/url", get(artifacts::presigned_url))
         .route("/v1/statistics", get(artifacts::statistics))
         .route("/v1/retention", post(artifacts::retention))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))

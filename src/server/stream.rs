@@ -93,11 +93,30 @@ pub struct Streams {
     pub hub: Hub,
     /// The turns at reading the journal.
     pub readers: ReaderSlots,
+    /// Connections upgraded and not yet ended.
+    connected: Arc<AtomicUsize>,
+}
+
+/// Counts one open connection while it lives.
+struct Connected(Arc<AtomicUsize>);
+
+impl Connected {
+    fn new(count: &Arc<AtomicUsize>) -> Connected {
+        count.fetch_add(1, Ordering::SeqCst);
+        Connected(count.clone())
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Default for Streams {
     fn default() -> Streams {
         Streams {
+            connected: Arc::new(AtomicUsize::new(0)),
             shutdown: watch::channel(false).0,
             stall_limit: STALL_LIMIT,
             hub: Hub::default(),
@@ -202,6 +221,11 @@ impl Streams {
         self.readers = ReaderSlots::new(max);
     }
 
+    /// The open stream connections.
+    pub fn open(&self) -> usize {
+        self.connected.load(Ordering::SeqCst)
+    }
+
     /// Tells every open stream to close with 1001 (new ones close at once).
     pub fn shut_down(&self) {
         self.shutdown.send_replace(true);
@@ -279,7 +303,13 @@ pub async fn stream(
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| run(socket, app, start, filter, shutdown, stall_limit))
+        .on_upgrade(move |socket| {
+            let connected = Connected::new(&app.streams.connected);
+            async move {
+                run(socket, app, start, filter, shutdown, stall_limit).await;
+                drop(connected);
+            }
+        })
 }
 
 /// How a connection ends.
