@@ -36,7 +36,7 @@ use crate::recorder::{RecordError, Recorded, Recorder, parse_event};
 pub const LISTED_LINES_MAX: usize = 100;
 
 /// A line that was not recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RefusedLine {
     /// Line number (1-based).
     pub line: u64,
@@ -49,7 +49,7 @@ pub struct RefusedLine {
 }
 
 /// A line whose idempotency key was already recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AlreadyRecordedLine {
     /// Line number (1-based).
     pub line: u64,
@@ -58,7 +58,7 @@ pub struct AlreadyRecordedLine {
 }
 
 /// What happened to each line (also the response body of `POST /v1/events`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct IngestReport {
     /// Offset of the first appended line.
     pub first: Option<u64>,

@@ -93,7 +93,7 @@ impl ArtifactQuery {
 }
 
 /// Counts and bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tally {
     /// Number of artifacts.
     pub count: u64,
@@ -102,7 +102,7 @@ pub struct Tally {
 }
 
 /// Statistics over all artifacts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ArtifactStats {
     /// Everything.
     pub total: Tally,

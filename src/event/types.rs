@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Status of an upgrade or a task: `not_started`, `in_progress`, `completed`, `failed`,
 /// `paused`, `cancelled`; `completed`, `failed` and `cancelled` are terminal. (Variants are
 /// undocumented on purpose: a doc comment would turn the schema's plain `enum` into a `oneOf`.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProgressStatus {
     NotStarted,
@@ -44,7 +46,9 @@ impl ProgressStatus {
 }
 
 /// What a task is: `upgrade_plan`, `upgrade_step`, `validation`, `rollback`, `cleanup`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskType {
     UpgradePlan,
@@ -69,7 +73,9 @@ impl TaskType {
 
 /// What an artifact holds: `log_file`, `test_result`, `configuration`, `screenshot`,
 /// `metrics_data`, `backup`, `report`, `diagnostic`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactType {
     LogFile,
@@ -100,7 +106,9 @@ impl ArtifactType {
 
 /// Status of an artifact: `created`, `uploaded`, `archived`, `deleted`, `failed` (its upload
 /// failed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactStatus {
     Created,
@@ -124,7 +132,9 @@ impl ArtifactStatus {
 }
 
 /// Why an artifact was deleted: `expired` (retention) or `requested` (by a user).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteReason {
     Expired,

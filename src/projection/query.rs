@@ -299,7 +299,8 @@ impl Projection {
     pub fn search(&self, query: &ArtifactQuery) -> Result<Vec<ArtifactView>, ProjectionError> {
         let (sql, values) = where_clause(query);
         let limit = match query.limit {
-            Some(limit) => format!(" LIMIT {limit}"),
+            // SQLite reads a LIMIT past i64::MAX as a float, and refuses it.
+            Some(limit) => format!(" LIMIT {}", i64::try_from(limit).unwrap_or(i64::MAX)),
             None => String::new(),
         };
         let sql = format!(

@@ -61,7 +61,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `POST /v1/sessions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
     /// Generated when absent.
@@ -73,6 +73,12 @@ pub struct NewSession {
 }
 
 /// `POST /v1/sessions`: records `session.created`; 201 with the session.
+#[utoipa::path(post, path = "/v1/sessions", tag = "artifacts", request_body = NewSession,
+    responses((status = 201, description = "Recorded `session.created`", body = Object),
+              (status = 400, description = "Refused", body = crate::server::openapi::ErrorBody),
+              (status = 409, description = "Duplicate session id", body = crate::server::openapi::ErrorBody),
+              (status = 415, description = "Not JSON", body = crate::server::openapi::ErrorBody),
+              (status = 422, description = "Unreadable JSON body", body = crate::server::openapi::ErrorBody)))]
 pub async fn create_session(
     State(app): State<Arc<AppState>>,
     json: Result<Json<NewSession>, JsonRejection>,
@@ -96,7 +102,7 @@ pub async fn create_session(
 }
 
 /// `POST /v1/sessions/{id}/collections` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCollection {
     /// Generated when absent.
@@ -108,6 +114,14 @@ pub struct NewCollection {
 }
 
 /// `POST /v1/sessions/{id}/collections`: records `collection.created`; 201 with it.
+#[utoipa::path(post, path = "/v1/sessions/{id}/collections", tag = "artifacts", request_body = NewCollection,
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 201, description = "Recorded `collection.created`", body = Object),
+              (status = 400, description = "Refused", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown session", body = crate::server::openapi::ErrorBody),
+              (status = 409, description = "Duplicate collection id", body = crate::server::openapi::ErrorBody),
+              (status = 415, description = "Not JSON", body = crate::server::openapi::ErrorBody),
+              (status = 422, description = "Unreadable JSON body", body = crate::server::openapi::ErrorBody)))]
 pub async fn create_collection(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -134,6 +148,34 @@ pub async fn create_collection(
             "name": new.name, "task_id": new.task_id, "offset": offset}),
         ),
     ))
+}
+
+/// The form of `POST /v1/artifacts` (for the OpenAPI document; the handler reads the parts as
+/// they come, see [`UploadFields`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The session.
+    session_id: String,
+    /// The collection.
+    collection_id: String,
+    /// The artifact's type.
+    artifact_type: crate::event::ArtifactType,
+    /// Generated when absent.
+    artifact_id: Option<String>,
+    /// Tags (repeated fields, or one comma-separated list).
+    tags: Option<Vec<String>>,
+    /// The producing task.
+    task_id: Option<String>,
+    /// A description.
+    description: Option<String>,
+    /// Expiry (RFC 3339).
+    expires_at: Option<String>,
+    /// The stored file's name (default: the file part's file name).
+    file_name: Option<String>,
+    /// The file, last.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 /// The metadata fields of an upload, gathered in any order.
@@ -238,6 +280,14 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 /// `POST /v1/artifacts`: a multipart upload (fields `session_id`, `collection_id`,
 /// `artifact_type`, optional `artifact_id`, `tags`, `task_id`, `description`, `expires_at`,
 /// `file_name`, and the `file`); 201 with the artifact. See the module docs.
+#[utoipa::path(post, path = "/v1/artifacts", tag = "artifacts",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Stored and recorded `artifact.added`", body = crate::state::ArtifactView),
+              (status = 400, description = "Refused (nothing written)", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown session", body = crate::server::openapi::ErrorBody),
+              (status = 409, description = "Duplicate artifact id or file name", body = crate::server::openapi::ErrorBody),
+              (status = 413, description = "Over --max-artifact-bytes (`too_large`)", body = crate::server::openapi::ErrorBody),
+              (status = 415, description = "Not multipart/form-data", body = crate::server::openapi::ErrorBody)))]
 pub async fn upload(
     State(app): State<Arc<AppState>>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
@@ -310,6 +360,11 @@ async fn receive(
 }
 
 /// `GET /v1/artifacts/{id}`: one artifact.
+#[utoipa::path(get, path = "/v1/artifacts/{id}", tag = "artifacts",
+    params(("id" = String, Path, description = "Artifact id")),
+    responses((status = 200, description = "The artifact", body = crate::state::ArtifactView),
+              (status = 400, description = "Bad parameter", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown artifact", body = crate::server::openapi::ErrorBody)))]
 pub async fn artifact(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -350,6 +405,13 @@ fn s3_error(error: crate::s3::S3Error) -> ApiError {
 
 /// `POST /v1/artifacts/{id}/upload`: uploads the artifact to S3 now (checked against its
 /// SHA-256; records `artifact.uploaded`); the artifact.
+#[utoipa::path(post, path = "/v1/artifacts/{id}/upload", tag = "artifacts",
+    params(("id" = String, Path, description = "Artifact id")),
+    responses((status = 200, description = "Uploaded (recorded `artifact.uploaded`)", body = crate::state::ArtifactView),
+              (status = 400, description = "No S3 location (`no_s3`), or refused", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown artifact", body = crate::server::openapi::ErrorBody),
+              (status = 409, description = "Deleted artifact", body = crate::server::openapi::ErrorBody),
+              (status = 502, description = "S3 failed", body = crate::server::openapi::ErrorBody)))]
 pub async fn upload_to_s3(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -361,7 +423,8 @@ pub async fn upload_to_s3(
 }
 
 /// `GET /v1/artifacts/{id}/url` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UrlQuery {
     /// Seconds the URL is valid (1..=604800, default 3600).
@@ -370,6 +433,13 @@ pub struct UrlQuery {
 
 /// `GET /v1/artifacts/{id}/url?expires_in=3600`: a pre-signed GET URL of an uploaded artifact,
 /// `{"url": ...}`.
+#[utoipa::path(get, path = "/v1/artifacts/{id}/url", tag = "artifacts",
+    params(("id" = String, Path, description = "Artifact id"), UrlQuery),
+    responses((status = 200, description = "`url`, `expires_in`", body = Object),
+              (status = 400, description = "No S3 location, not uploaded, or bad expiry", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown artifact", body = crate::server::openapi::ErrorBody),
+              (status = 409, description = "Deleted artifact", body = crate::server::openapi::ErrorBody),
+              (status = 502, description = "S3 failed", body = crate::server::openapi::ErrorBody)))]
 pub async fn presigned_url(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -393,6 +463,8 @@ pub async fn presigned_url(
 }
 
 /// `GET /v1/statistics`: artifact counts and bytes, in total, by type and by status.
+#[utoipa::path(get, path = "/v1/statistics", tag = "artifacts",
+    responses((status = 200, description = "Counts and bytes, in total, by type, by status", body = crate::artifacts::ArtifactStats)))]
 pub async fn statistics(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = app.artifacts.clone();
     let stats = blocking(move || Ok(store.statistics()?)).await?;
@@ -401,6 +473,9 @@ pub async fn statistics(State(app): State<Arc<AppState>>) -> Result<Json<Value>,
 
 /// `POST /v1/retention`: deletes expired artifacts (and their S3 objects when the server has an
 /// S3 location); `{"deleted": [ids]}`.
+#[utoipa::path(post, path = "/v1/retention", tag = "artifacts",
+    responses((status = 200, description = "`deleted`: the ids of the expired artifacts deleted", body = Object),
+              (status = 502, description = "S3 failed", body = crate::server::openapi::ErrorBody)))]
 pub async fn retention(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = app.artifacts.clone();
     let deleted = blocking(move || Ok(store.apply_retention(crate::timestamp::now_us())?)).await?;

@@ -31,6 +31,8 @@ use crate::event::ArtifactStatus;
 pub const PAGE: &str = include_str!("dashboard.html");
 
 /// `GET /`: the dashboard page.
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    responses((status = 200, description = "The dashboard page (a WebSocket upgrade here gets the live stream, as /v1/stream)", content_type = "text/html", body = String)))]
 pub async fn page() -> Response {
     let mut response = PAGE.into_response();
     let headers = response.headers_mut();
@@ -50,6 +52,12 @@ pub async fn page() -> Response {
 }
 
 /// `GET /v1/artifacts/{id}/download`: the artifact's file, as an attachment.
+#[utoipa::path(get, path = "/v1/artifacts/{id}/download", tag = "artifacts",
+    params(("id" = String, Path, description = "Artifact id"),
+           ("token" = Option<String>, Query, description = "The bearer token, for links")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 400, description = "Bad parameter", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown or deleted artifact, or its file is not in this store", body = crate::server::openapi::ErrorBody)))]
 pub async fn download(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,

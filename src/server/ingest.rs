@@ -46,6 +46,13 @@ use super::error::ApiError;
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// The handler of `POST /v1/events`.
+#[utoipa::path(post, path = "/v1/events", tag = "ingest",
+    request_body(content = String, content_type = "text/plain", description = "NDJSON: one event per line, as `logbook record` takes them (any content type is read as NDJSON)"),
+    responses((status = 200, description = "Every line recorded (or already recorded)", body = crate::ingest::IngestReport),
+              (status = 400, description = "Some lines were refused (the others are recorded)", body = crate::ingest::IngestReport),
+              (status = 408, description = "The body stalled", body = crate::server::openapi::ErrorBody),
+              (status = 409, description = "A read-only replica", body = crate::server::openapi::ErrorBody),
+              (status = 413, description = "Body over 16 MiB", body = crate::server::openapi::ErrorBody)))]
 pub async fn post_events(
     State(state): State<Arc<AppState>>,
     request: Request,

@@ -253,6 +253,8 @@ fn scrape(app: &AppState) -> Scrape {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let scraped = {
         let app = app.clone();

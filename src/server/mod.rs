@@ -44,6 +44,7 @@ pub mod fanout;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod stream;
 pub mod views;
 
@@ -231,6 +232,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/statistics", get(artifacts::statistics))
         .route("/v1/retention", post(artifacts::retention))
         .route("/metrics", get(metrics::metrics))
+        .route("/v1/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,

@@ -253,6 +253,16 @@ struct StreamQuery {
 }
 
 /// `GET /v1/stream`: validates the query, subscribes, then upgrades (see the module docs).
+#[utoipa::path(get, path = "/v1/stream", tag = "stream",
+    params(("from" = Option<String>, Query, description = "earliest, latest (default), an offset or an RFC 3339 time"),
+           ("types" = Option<String>, Query, description = "Type globs, comma-separated (`task.*,upgrade.failed`)"),
+           ("upgrade_id" = Option<String>, Query, description = "Only this upgrade's events"),
+           ("session_id" = Option<String>, Query, description = "Only this session's events"),
+           ("token" = Option<String>, Query, description = "The bearer token, for browsers")),
+    responses((status = 101, description = "A WebSocket: one text frame per event with its envelope"),
+              (status = 400, description = "Bad parameter, or not a WebSocket request", body = crate::server::openapi::ErrorBody),
+              (status = 405, description = "Not a GET", body = crate::server::openapi::ErrorBody),
+              (status = 426, description = "Upgrade required", body = crate::server::openapi::ErrorBody)))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     uri: Uri,

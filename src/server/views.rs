@@ -83,6 +83,9 @@ async fn state_as_of(app: &Arc<AppState>, offset: u64) -> Result<crate::state::S
 /// `error`; the shipped end; the last `warning`, e.g. a prefix found wiped and shipped again;
 /// artifact counts; S3 requests sent). Shipping trouble does not make the server unhealthy: it
 /// serves and records on; the copy in S3 is what is behind.
+#[utoipa::path(get, path = "/v1/health", tag = "views",
+    responses((status = 200, description = "Serving", body = Object),
+              (status = 503, description = "The recorder failed (poisoned): the cause", body = Object)))]
 pub async fn health(State(app): State<Arc<AppState>>) -> (axum::http::StatusCode, Json<Value>) {
     let hub = &app.streams.hub;
     let relaxed = std::sync::atomic::Ordering::Relaxed;
@@ -111,6 +114,9 @@ pub async fn health(State(app): State<Arc<AppState>>) -> (axum::http::StatusCode
 }
 
 /// `GET /v1/upgrades`: every upgrade with its status, phase and percentage.
+#[utoipa::path(get, path = "/v1/upgrades", tag = "views",
+    responses((status = 200, description = "Every upgrade with status, phase and percentage", body = Object),
+              (status = 400, description = "Unknown query parameter", body = crate::server::openapi::ErrorBody)))]
 pub async fn upgrades(
     State(app): State<Arc<AppState>>,
     query: Params,
@@ -134,6 +140,12 @@ pub async fn upgrades(
 
 /// `GET /v1/upgrades/{id}[?as_of=N]`: the upgrade's view plus `as_of`, the offset of the last
 /// record the view includes, and `sessions`, the ids of its artifact sessions.
+#[utoipa::path(get, path = "/v1/upgrades/{id}", tag = "views",
+    params(("id" = String, Path, description = "Upgrade id"),
+           ("as_of" = Option<u64>, Query, description = "The view as of this offset")),
+    responses((status = 200, description = "The upgrade's view, plus `as_of` and `sessions`", body = crate::state::UpgradeView),
+              (status = 400, description = "Bad parameter", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown upgrade (as of that offset)", body = crate::server::openapi::ErrorBody)))]
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -175,6 +187,12 @@ fn unknown(what: &str, id: &str, pairs: &[(String, String)]) -> String {
 }
 
 /// `GET /v1/sessions/{id}[?as_of=N]`: `{"session": .., "artifacts": [..], "as_of": N}`.
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "views",
+    params(("id" = String, Path, description = "Session id"),
+           ("as_of" = Option<u64>, Query, description = "The view as of this offset")),
+    responses((status = 200, description = "`session`, `artifacts`, `as_of`", body = Object),
+              (status = 400, description = "Bad parameter", body = crate::server::openapi::ErrorBody),
+              (status = 404, description = "Unknown session", body = crate::server::openapi::ErrorBody)))]
 pub async fn session(
     State(app): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
@@ -295,6 +313,22 @@ fn enum_value<T: serde::de::DeserializeOwned>(key: &str, value: &str) -> Result<
 }
 
 /// `GET /v1/artifacts?...`: `{"artifacts": [..], "count": N, "as_of": N}`, by artifact id.
+#[utoipa::path(get, path = "/v1/artifacts", tag = "artifacts",
+    params(("type" = Option<crate::event::ArtifactType>, Query, description = "Artifact type"),
+           ("tag" = Option<String>, Query, description = "All of these tags (comma-separated)"),
+           ("any_tag" = Option<String>, Query, description = "Any of these tags (comma-separated)"),
+           ("task" = Option<String>, Query, description = "Producing task"),
+           ("status" = Option<crate::event::ArtifactStatus>, Query, description = "Status"),
+           ("session" = Option<String>, Query, description = "Session"),
+           ("min_size" = Option<u64>, Query, description = "Smallest size, bytes"),
+           ("max_size" = Option<u64>, Query, description = "Largest size, bytes"),
+           ("since" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
+           ("until" = Option<String>, Query, description = "Created at or before (RFC 3339)"),
+           ("name" = Option<String>, Query, description = "Glob over the file name"),
+           ("text" = Option<String>, Query, description = "Words in the name, description or tags"),
+           ("limit" = Option<u64>, Query, description = "At most this many")),
+    responses((status = 200, description = "`artifacts`, `count`, `as_of`", body = Object),
+              (status = 400, description = "Bad parameter", body = crate::server::openapi::ErrorBody)))]
 pub async fn artifacts(
     State(app): State<Arc<AppState>>,
     query: Params,

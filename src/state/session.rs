@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::event::{ArtifactStatus, ArtifactType};
 
 /// The view of one artifact session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// Session id.
     pub session_id: String,
@@ -20,7 +20,7 @@ pub struct SessionView {
 }
 
 /// The view of one collection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CollectionView {
     /// Collection id (unique within the session).
     pub collection_id: String,
@@ -33,7 +33,7 @@ pub struct CollectionView {
 }
 
 /// The view of one artifact.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ArtifactView {
     /// Artifact id (unique across the journal).
     pub artifact_id: String,

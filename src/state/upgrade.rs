@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::event::{ProgressStatus, TaskType};
 
 /// The current (or as-of) view of one upgrade.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UpgradeView {
     /// Upgrade id.
     pub upgrade_id: String,
@@ -46,11 +46,12 @@ pub struct UpgradeView {
     /// Offset of the last event that changed this upgrade.
     pub last_offset: u64,
     /// Tasks in the order they were added (shared: snapshots are cheap).
+    #[schema(value_type = Vec<TaskView>)]
     pub tasks: Vec<Arc<TaskView>>,
 }
 
 /// The view of one task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     /// Task id (unique within the upgrade).
     pub task_id: String,
