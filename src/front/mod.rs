@@ -113,6 +113,8 @@ struct Server {
     state: Arc<AppState>,
     stop: oneshot::Sender<()>,
     served: JoinHandle<Result<(), ServeError>>,
+    /// Becomes true when the server task ends (on its own or after `stop`).
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What `close` stops, taken out once.
@@ -228,14 +230,21 @@ impl Logbook {
         let Some(running) = running.as_mut() else {
             return Err(RecordError::from(crate::journal::JournalError::Closed).into());
         };
-        let served = handle.spawn(crate::server::serve(listener, state.clone(), async move {
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
+        let serving = crate::server::serve(listener, state.clone(), async move {
             let _ = stopped.await;
-        }));
+        });
+        let served = handle.spawn(async move {
+            let served = serving.await;
+            let _ = ended_tx.send(true);
+            served
+        });
         running.server = Some(Server {
             addr,
             state,
             stop,
             served,
+            ended,
         });
         Ok(addr)
     }
@@ -419,20 +428,18 @@ impl Logbook {
         }
     }
 
-    /// Completes when the server task has finished.
+    /// Completes when the server task has finished (at once if none runs).
     async fn server_ended(&self) {
-        loop {
-            let finished = self
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .and_then(|r| r.server.as_ref())
-                .is_none_or(|s| s.served.is_finished());
-            if finished {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let ended = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.ended.clone());
+        if let Some(mut ended) = ended {
+            // An error means the sender is gone: the task ended too.
+            let _ = ended.wait_for(|done| *done).await;
         }
     }
 
