@@ -195,6 +195,19 @@ impl Engine {
     }
 }
 
+/// One artifact's view, read with the GIL released.
+fn artifact_view(
+    py: Python<'_>,
+    shared: &Shared,
+    artifact_id: &str,
+) -> PyResult<Option<logbook::state::ArtifactView>> {
+    py.detach(|| {
+        let live = shared.logbook.recorder().live()?;
+        Ok::<_, RecordError>(live.artifact(artifact_id)?)
+    })
+    .map_err(from_record)
+}
+
 #[pymethods]
 impl Engine {
     /// The data directory (canonical).
@@ -311,24 +324,14 @@ impl Engine {
     /// One artifact as JSON, or None.
     fn artifact(&self, py: Python<'_>, artifact_id: &str) -> PyResult<Option<String>> {
         let shared = self.get()?;
-        let view = py
-            .detach(|| {
-                let live = shared.logbook.recorder().live()?;
-                Ok::<_, RecordError>(live.artifact(artifact_id)?)
-            })
-            .map_err(from_record)?;
+        let view = artifact_view(py, &shared, artifact_id)?;
         view.as_ref().map(json).transpose()
     }
 
     /// Where the store keeps an artifact's file.
     fn artifact_path(&self, py: Python<'_>, artifact_id: &str) -> PyResult<Option<PathBuf>> {
         let shared = self.get()?;
-        let view = py
-            .detach(|| {
-                let live = shared.logbook.recorder().live()?;
-                Ok::<_, RecordError>(live.artifact(artifact_id)?)
-            })
-            .map_err(from_record)?;
+        let view = artifact_view(py, &shared, artifact_id)?;
         Ok(view.map(|v| shared.logbook.artifacts().path_of(&v)))
     }
 
